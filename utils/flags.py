@@ -1,0 +1,160 @@
+"""Command-line flags shared by train_ddgan.py and test_ddgan.py.
+
+One definition of every model and diffusion flag, with the reference's names and
+defaults.  Switches that were "on" in the reference (store_false flags there) are
+``--x / --no-x`` here with the same default, so the original command lines still run
+and keep their meaning.  ``model_config(args)`` is the resolved generator/diffusion
+configuration that checkpoints carry, so sampling needs no model flags.
+"""
+
+import argparse
+
+DATASETS = ("cifar10", "stackmnist", "lsun", "celeba_256", "ffhq_256", "folder", "stacked_digits")
+
+# The fields NCSNpp and the diffusion read; stored in every checkpoint.
+MODEL_KEYS = (
+    "image_size", "num_channels", "centered", "num_channels_dae", "n_mlp", "ch_mult",
+    "num_res_blocks", "attn_resolutions", "dropout", "resamp_with_conv", "conditional",
+    "fir", "fir_kernel", "skip_rescale", "resblock_type", "progressive",
+    "progressive_input", "progressive_combine", "embedding_type", "fourier_scale",
+    "not_use_tanh", "nz", "z_emb_dim", "t_emb_dim", "ngf", "num_timesteps", "beta_min",
+    "beta_max", "use_geometric",
+)
+
+# ch_mult used when --ch_mult is not given: per dataset, else per image size.
+CH_MULT_BY_DATASET = {
+    "cifar10": (1, 2, 2, 2),
+    "stackmnist": (1, 2, 2, 2),
+    "stacked_digits": (1, 2, 2, 2),
+    "celeba_256": (1, 1, 2, 2, 4, 4),
+    "lsun": (1, 1, 2, 2, 4, 4),
+    "ffhq_256": (1, 1, 2, 2, 4, 4),
+}
+CH_MULT_BY_SIZE = {
+    16: (1, 2, 2),
+    32: (1, 2, 2, 2),
+    64: (1, 2, 2, 2),
+    128: (1, 1, 2, 2, 4),
+    256: (1, 1, 2, 2, 4, 4),
+    512: (1, 1, 2, 2, 4, 4, 4),
+    1024: (1, 1, 2, 2, 4, 4, 4, 4),
+}
+
+
+def _ranged(kind, low=None, high=None, low_open=False):
+    """An argparse type: ``kind`` within [low, high] (or (low, high] with low_open)."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high):
+            bound = f"{'>' if low_open else '>='} {low}" if low is not None else ""
+            if high is not None:
+                bound = f"{bound} and <= {high}".lstrip(" and")
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {bound}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+positive_int = _ranged(int, 1)
+nonneg_int = _ranged(int, 0)
+positive_float = _ranged(float, 0.0, low_open=True)
+nonneg_float = _ranged(float, 0.0)
+unit_float = _ranged(float, 0.0, 1.0)
+
+
+def _switch(group, name, default, help):
+    group.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=default, help=help)
+
+
+def add_common_flags(parser):
+    """Experiment, data set and seed: both scripts."""
+    group = parser.add_argument_group("experiment")
+    group.add_argument("--exp", default="experiment_cifar_default", help="run name")
+    group.add_argument("--dataset", default="cifar10", choices=DATASETS, help="data set")
+    group.add_argument("--datadir", default=None, help="root folder (or LMDB) of the data set")
+    group.add_argument("--seed", type=int, default=None, help="random seed")
+    return group
+
+
+def add_model_flags(parser):
+    """Generator architecture and diffusion schedule: both scripts."""
+    g = parser.add_argument_group("model and diffusion")
+    g.add_argument("--image_size", type=positive_int, default=32, help="image side in pixels")
+    g.add_argument("--num_channels", type=positive_int, default=3, help="image channels")
+    _switch(g, "centered", True, "data already in [-1, 1] (else the generator maps [0, 1] to it)")
+    _switch(g, "use_geometric", False, "geometric variance schedule instead of VP")
+    g.add_argument("--beta_min", type=positive_float, default=0.1, help="schedule's beta_min")
+    g.add_argument("--beta_max", type=positive_float, default=20.0, help="schedule's beta_max")
+    g.add_argument("--num_channels_dae", type=positive_int, default=128, help="base width nf of G")
+    g.add_argument("--n_mlp", type=nonneg_int, default=3, help="hidden layers of the z mapping")
+    g.add_argument("--ch_mult", type=positive_int, nargs="+", default=None,
+                   help="width multiplier per resolution (default: per dataset / image size)")
+    g.add_argument("--num_res_blocks", type=positive_int, default=2, help="res blocks per resolution")
+    g.add_argument("--attn_resolutions", type=positive_int, nargs="*", default=[16],
+                   help="resolutions with self-attention")
+    g.add_argument("--dropout", type=unit_float, default=0.0, help="dropout in res blocks")
+    _switch(g, "resamp_with_conv", True, "learned conv in up/down-sampling layers")
+    _switch(g, "conditional", True, "condition G on the time step")
+    _switch(g, "fir", True, "FIR filter for up/down-sampling")
+    g.add_argument("--fir_kernel", type=int, nargs="+", default=[1, 3, 3, 1], help="FIR taps")
+    _switch(g, "skip_rescale", True, "scale skip connections by 1/sqrt(2)")
+    g.add_argument("--resblock_type", default="biggan", choices=("biggan", "ddpm", "biggan_oneadagn"))
+    g.add_argument("--progressive", default="none", choices=("none", "output_skip", "residual"))
+    g.add_argument("--progressive_input", default="residual", choices=("none", "input_skip", "residual"))
+    g.add_argument("--progressive_combine", default="sum", choices=("sum", "cat"))
+    g.add_argument("--embedding_type", default="positional", choices=("positional", "fourier"))
+    g.add_argument("--fourier_scale", type=positive_float, default=16.0, help="Fourier embedding scale")
+    g.add_argument("--not_use_tanh", action="store_true", help="no tanh on G's output")
+    g.add_argument("--nz", type=positive_int, default=100, help="latent z size")
+    g.add_argument("--num_timesteps", type=positive_int, default=4, help="diffusion steps T")
+    g.add_argument("--z_emb_dim", type=positive_int, default=256, help="z embedding width")
+    g.add_argument("--t_emb_dim", type=positive_int, default=256, help="D's time embedding width")
+    g.add_argument("--ngf", type=positive_int, default=64, help="D's base width")
+    return g
+
+
+def resolve_ch_mult(args):
+    """Fill ``args.ch_mult`` when not given; raise ValueError with the fix if impossible."""
+    if args.ch_mult is None:
+        default = CH_MULT_BY_DATASET.get(args.dataset) or CH_MULT_BY_SIZE.get(args.image_size)
+        if default is None:
+            raise ValueError(f"no default --ch_mult for --image_size {args.image_size}: pass --ch_mult")
+        args.ch_mult = list(default)
+    levels = len(args.ch_mult)
+    if args.image_size % 2 ** (levels - 1):
+        raise ValueError(
+            f"--image_size {args.image_size} is not divisible by 2**{levels - 1} "
+            f"(--ch_mult has {levels} levels): change one of them")
+    return args
+
+
+def check_model_flags(args):
+    """Cross-flag checks for the generator; ValueError names the fix."""
+    resolve_ch_mult(args)
+    for ch in {args.num_channels_dae * m for m in args.ch_mult}:
+        if ch < 4 or ch % min(ch // 4, 32):
+            raise ValueError(
+                f"a width of {ch} channels cannot be split into GroupNorm groups: "
+                "change --num_channels_dae or --ch_mult")
+    if args.num_channels_dae % 2:
+        raise ValueError("--num_channels_dae must be even (sinusoidal time embedding)")
+    return args
+
+
+def model_config(args):
+    """The generator/diffusion configuration of ``args`` as a plain dict."""
+    config = {key: getattr(args, key) for key in MODEL_KEYS}
+    for key in ("ch_mult", "attn_resolutions", "fir_kernel"):
+        config[key] = list(config[key])
+    return config
+
+
+def namespace(config, **overrides):
+    """An argparse.Namespace from a stored config (what NCSNpp(args) reads)."""
+    return argparse.Namespace(**{**config, **overrides})
