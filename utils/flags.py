@@ -48,7 +48,7 @@ def _ranged(kind, low=None, high=None, low_open=False):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
         too_low = low is not None and (value <= low if low_open else value < low)
         if too_low or (high is not None and value > high):
             bound = f"{'>' if low_open else '>='} {low}" if low is not None else ""

@@ -1,0 +1,126 @@
+"""Reading and writing checkpoints, in one place.
+
+Generator files (``netG_{epoch}.pth``) are ``{'state_dict': <reference key layout>,
+'config': <model flags>, ...}``, so sampling needs no model flags and the weights load
+in the reference's code after ``['state_dict']``.  ``load_generator`` also reads the
+reference's own files: plain state dicts with or without DDP's ``module.`` prefix.
+Every write goes to a temporary file that is renamed over the target, so a crash
+never leaves a truncated checkpoint behind.
+"""
+
+import os
+import tempfile
+
+import torch
+
+from score_sde import legacy
+from score_sde.models.ncsnpp_generator_adagn import NCSNpp
+from utils.flags import MODEL_KEYS, namespace
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing or unreadable."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """A checkpoint that does not fit the model flags."""
+
+
+def unwrap(model):
+    """The module inside a DDP / torch.compile wrapper."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def atomic_save(obj, path):
+    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read(path, what="checkpoint"):
+    """torch.load on CPU (weights only), with one-line errors for missing or corrupt files."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{what} not found: {path} (check --exp/--epoch_id or the path)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"cannot read {what} {path} ({type(err).__name__}): "
+                              "the file is truncated or not a checkpoint") from None
+
+
+def save_generator(path, generator, config, **extra):
+    """Write ``generator``'s weights in the reference layout with its configuration."""
+    state = legacy.reference_state_dict(unwrap(generator))
+    atomic_save({"state_dict": state, "config": dict(config), **extra}, path)
+
+
+def split_generator_file(payload):
+    """(state_dict, config or None) from one of our files or a bare reference state dict."""
+    if isinstance(payload, dict) and "state_dict" in payload and "config" in payload:
+        return payload["state_dict"], payload["config"]
+    if isinstance(payload, dict) and all(torch.is_tensor(v) for v in payload.values()):
+        return payload, None
+    raise CheckpointError("not a generator checkpoint: expected a state dict or {'state_dict', 'config'}")
+
+
+def _flag_conflicts(config, args, explicit):
+    """Lines naming the explicitly given flags that contradict the stored config."""
+    lines = []
+    for key in explicit:
+        if key in MODEL_KEYS and key in config:
+            given, stored = getattr(args, key), config[key]
+            if (list(given) if isinstance(given, (list, tuple)) else given) != stored:
+                lines.append(f"--{key}: checkpoint has {stored}, command line says {given}")
+    return lines
+
+
+def _shape_mismatches(model, state_dict):
+    """Lines listing missing, unexpected and mis-shaped keys (our layout)."""
+    ours = model.state_dict()
+    theirs = legacy.from_reference(legacy.strip_ddp_prefix(state_dict), model.reference_names())
+    lines = [f"{k}: checkpoint {tuple(theirs[k].shape)} vs model {tuple(v.shape)}"
+             for k, v in ours.items() if k in theirs and theirs[k].shape != v.shape]
+    lines += [f"{k}: missing from checkpoint" for k in ours if k not in theirs]
+    lines += [f"{k}: not in model" for k in theirs if k not in ours]
+    return lines
+
+
+def _mismatch(path, lines, hint):
+    shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
+    return CheckpointMismatch(f"checkpoint {path} does not fit the model flags ({len(lines)} mismatches; "
+                              f"{hint}):\n  {shown}")
+
+
+def load_generator(path, device, args=None, explicit=()):
+    """Build NCSNpp from a generator checkpoint and load its weights (strict).
+
+    The configuration comes from the file when it has one (flags named in ``explicit``
+    must agree with it), else from ``args``.  Returns (generator in eval mode, config).
+    """
+    state_dict, config = split_generator_file(read(path, "generator checkpoint"))
+    if config is None:
+        if args is None:
+            raise CheckpointError(f"{path} holds no model configuration: pass the model flags")
+        config = {key: getattr(args, key) for key in MODEL_KEYS}
+    elif args is not None:
+        conflicts = _flag_conflicts(config, args, explicit)
+        if conflicts:
+            raise _mismatch(path, conflicts, "drop the flags or use the run's own values")
+    generator = NCSNpp(namespace(config))
+    problems = _shape_mismatches(generator, state_dict)
+    if problems:
+        raise _mismatch(path, problems, "pass the flags the checkpoint was trained with")
+    generator.load_state_dict(state_dict, strict=True)
+    return generator.to(device).eval(), config
