@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install what is needed (./.venv), lint, and run the whole test suite on the CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
