@@ -158,3 +158,13 @@ def model_config(args):
 def namespace(config, **overrides):
     """An argparse.Namespace from a stored config (what NCSNpp(args) reads)."""
     return argparse.Namespace(**{**config, **overrides})
+
+
+def add_performance_flags(parser):
+    """Opt-in fast paths (both scripts).  The defaults keep the reference's fp32 numerics."""
+    g = parser.add_argument_group("performance (opt-in; defaults reproduce the reference)")
+    g.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
+                   help="autocast precision of the networks (fp16 adds a GradScaler)")
+    _switch(g, "channels_last", False, "NHWC memory format for the networks and their inputs")
+    _switch(g, "compile", False, "torch.compile the networks (R1's double backward stays eager)")
+    return g
