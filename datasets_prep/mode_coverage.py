@@ -1,0 +1,311 @@
+"""Mode coverage on stacked-digit data (the StackedMNIST protocol): modes hit and reverse KL.
+
+Each channel of a generated (3, H, W) image is read by a digit classifier; the triplet
+(d_R, d_G, d_B) is one of 1,000 modes, id 100 d_R + 10 d_G + d_B.  Over N samples with
+mode frequencies p, the report is the number of modes with p > 0 and the reverse KL
+KL(p || uniform) = sum over p > 0 of p log(1000 p): 0 for a perfectly even spread,
+log(1000) = 6.91 when every sample falls in one mode.
+
+Classifiers:
+- ``stacked_digits``: a small CNN on 8x8 digits, trained here on the *held-out* half of
+  scikit-learn's digits (the GAN trains on the other half, on which the accuracy is
+  reported) and cached, by default in ``$XDG_CACHE_HOME/ddgan`` (``~/.cache/ddgan``).
+  Channels are brought back to 8x8 by area averaging; training also sees digits taken
+  up to 16/32/64 px and back, and brightness/noise jitter, so it reads generator output.
+- ``stackmnist``: the user's MNIST classifier (no weights ship): a TorchScript or
+  torch.export (.pt2) file, or a file from ``--train_mnist``; it receives (B, 1, 28, 28)
+  floats in [0, 1] (channels resized to 28 px, bilinear, antialiased) and returns
+  (B, 10) logits.  Put any other normalisation inside the exported model.
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from datasets_prep.common import DataError
+from datasets_prep.digits import DIGITS_SIDE, digits_split, upsample
+from datasets_prep.stackmnist import read_mnist
+from utils.checkpoint import atomic_save
+
+NUM_MODES = 1000
+MNIST_SIDE = 28
+CLASSIFIER_VERSION = 1
+ROUND_TRIP_SIZES = (16, 32, 64)
+
+
+def default_classifier_path():
+    """Where the digits classifier is cached unless a path is given."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "ddgan", f"digits_classifier_v{CLASSIFIER_VERSION}.pt")
+
+
+def digit_cnn(side):
+    """(B, 1, side, side) in [0, 1] -> (B, 10) logits; side 8 (digits) or 28 (MNIST)."""
+    pools = 1 if side <= DIGITS_SIDE else 2
+    front = [nn.Conv2d(1, 32, 3, padding=1), nn.ReLU()] + [nn.MaxPool2d(2)] * (pools - 1)
+    flat = 64 * (side // 2 ** pools) ** 2
+    return nn.Sequential(*front, nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(flat, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def _round_trips(images):
+    """(n, 8, 8) digits -> (k n, 1, 8, 8): as they are, and up to each ROUND_TRIP_SIZES side and back."""
+    x = images[:, None]
+    trips = [F.adaptive_avg_pool2d((upsample(x, size) + 1) / 2, DIGITS_SIDE) for size in ROUND_TRIP_SIZES]
+    return torch.cat([x, *trips])
+
+
+def _jitter(x, generator):
+    """Brightness in [0.7, 1.1] and Gaussian noise (std 0.05), clamped to [0, 1]."""
+    scale = torch.empty(len(x), 1, 1, 1).uniform_(0.7, 1.1, generator=generator)
+    return (x * scale + 0.05 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+
+
+def fit_classifier(model, images, labels, epochs, batch_size=128, jitter=False, seed=0):
+    """Adam (lr 1e-3) on cross-entropy; images (n, 1, s, s) in [0, 1], labels (n,)."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(images), generator=generator).split(batch_size):
+            x = _jitter(images[batch], generator) if jitter else images[batch]
+            loss = F.cross_entropy(model(x), labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def accuracy(model, images, labels, batch_size=1000):
+    """Fraction of ``images`` (n, 1, s, s) that ``model`` labels correctly."""
+    predictions = torch.cat([model(x).argmax(1) for x in images.split(batch_size)])
+    return (predictions == labels).float().mean().item()
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Run torch on one CPU thread: for a model this small, more threads cost more than they give
+    (and far more on a busy machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def train_digits_classifier(epochs=30, seed=0):
+    """The 8x8 digit CNN trained on the held-out digits -> (model, accuracy on the generator half)."""
+    images, labels = digits_split("heldout")
+    inputs = _round_trips(images)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = digit_cnn(DIGITS_SIDE)
+    with _one_thread():
+        fit_classifier(model, inputs, labels.repeat(len(inputs) // len(labels)), epochs, jitter=True,
+                       seed=seed)
+    test_images, test_labels = digits_split("generator")
+    return model, accuracy(model, test_images[:, None], test_labels)
+
+
+def train_mnist_classifier(root, epochs=2, seed=0):
+    """The 28x28 digit CNN trained on MNIST's train split -> (model, accuracy on t10k)."""
+    images, labels = read_mnist(root, train=True)
+    to_float = lambda array: torch.from_numpy(array.astype(np.float32) / 255.0)[:, None]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = digit_cnn(MNIST_SIDE)
+    fit_classifier(model, to_float(images), torch.from_numpy(labels), epochs, seed=seed)
+    test_images, test_labels = read_mnist(root, train=False)
+    return model, accuracy(model, to_float(test_images), torch.from_numpy(test_labels))
+
+
+def save_classifier(path, model, side, accuracy_value):
+    atomic_save({"arch": "digit_cnn", "side": side, "version": CLASSIFIER_VERSION,
+                 "accuracy": accuracy_value, "state_dict": model.state_dict()}, path)
+
+
+def _load_ours(path, side):
+    """A save_classifier file -> (model, accuracy), or None if ``path`` is another kind of file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch.load's note on TorchScript archives
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a plain torch.save file: TorchScript / torch.export are tried next
+        return None
+    if not isinstance(payload, dict) or payload.get("arch") != "digit_cnn":
+        return None
+    if payload.get("side") != side:
+        raise DataError(f"{path} is a {payload.get('side')} px digit classifier, this data set needs "
+                        f"{side} px: pass the right --mode_classifier")
+    model = digit_cnn(side)
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), payload.get("accuracy")
+
+
+def _jit_load(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, still supported
+        return torch.jit.load(path, map_location="cpu").eval()
+
+
+def _load_exported(path):
+    """A TorchScript or torch.export (.pt2) model -> (module, None)."""
+    failures = []
+    for load in (_jit_load, lambda path: torch.export.load(path).module()):
+        try:
+            return load(path), None
+        except Exception as error:  # torch raises many types here; the user needs one message
+            failures.append(type(error).__name__)
+    hint = "give a TorchScript or .pt2 file, or train one with mode_coverage --train_mnist"
+    raise DataError(f"cannot load the classifier {path} ({', '.join(failures)}): {hint}")
+
+
+def load_classifier(path, side):
+    """(model, accuracy or None) from a classifier file of any supported kind."""
+    if not os.path.isfile(path):
+        raise DataError(f"classifier file {path} not found: check --mode_classifier")
+    return _load_ours(path, side) or _load_exported(path)
+
+
+def digits_classifier(path=None, verbose=True):
+    """The stacked_digits classifier: loaded from ``path`` (default cache), trained and saved if absent."""
+    path = path or default_classifier_path()
+    if os.path.isfile(path):
+        return load_classifier(path, DIGITS_SIDE)
+    model, accuracy_value = train_digits_classifier()
+    save_classifier(path, model, DIGITS_SIDE, accuracy_value)
+    if verbose:
+        print(f"trained the digits classifier: accuracy {accuracy_value:.4f} on unseen digits; "
+              f"saved to {path}", file=sys.stderr)
+    return model, accuracy_value
+
+
+class StackedReader(nn.Module):
+    """Reads the three digits of stacked images: (N, 3, H, W) in [-1, 1] -> (N, 3) digits."""
+
+    def __init__(self, classifier, side):
+        super().__init__()
+        self.classifier = classifier
+        self.side = side
+
+    @torch.no_grad()
+    def forward(self, images):
+        x = (images.float().clamp(-1, 1) + 1) / 2
+        if self.side == DIGITS_SIDE:
+            x = F.adaptive_avg_pool2d(x, self.side)
+        else:
+            x = F.interpolate(x, size=(self.side,) * 2, mode="bilinear", antialias=True, align_corners=False)
+        logits = self.classifier(x.reshape(-1, 1, self.side, self.side))
+        return logits.argmax(1).reshape(len(images), 3)
+
+
+def as_images(images):
+    """Images as float (N, 3, H, W) in [-1, 1] on the CPU (where the classifiers run) from uint8
+    [0, 255] or float [-1, 1], NCHW or NHWC, tensor (any device) or array."""
+    x = images.detach().cpu() if torch.is_tensor(images) else torch.as_tensor(np.asarray(images))
+    if x.ndim != 4 or 3 not in (x.shape[1], x.shape[-1]):
+        raise DataError(f"expected images of shape (N, 3, H, W) or (N, H, W, 3), got {tuple(x.shape)}")
+    if x.shape[1] != 3:
+        x = x.permute(0, 3, 1, 2)
+    return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()
+
+
+def classify_stacked(images, reader=None, batch_size=500):
+    """Mode ids in [0, 1000) of stacked images (any layout as_images takes); default: the digits reader."""
+    if reader is None:
+        reader = StackedReader(digits_classifier()[0], DIGITS_SIDE)
+    digits = torch.cat([reader(chunk) for chunk in as_images(images).split(batch_size)])
+    return digits @ torch.tensor([100, 10, 1])
+
+
+def mode_coverage(mode_ids, num_modes=NUM_MODES):
+    """(modes covered, reverse KL(p_gen || uniform)) of integer mode ids in [0, num_modes)."""
+    ids = torch.as_tensor(mode_ids).long().flatten()
+    if len(ids) == 0 or ids.min() < 0 or ids.max() >= num_modes:
+        raise DataError(f"mode ids must be a non-empty list of integers in [0, {num_modes})")
+    counts = torch.bincount(ids, minlength=num_modes).double()
+    p = counts[counts > 0] / counts.sum()
+    return int(len(p)), float((p * torch.log(p * num_modes)).sum())
+
+
+def reader_for(dataset, classifier_path=None):
+    """The StackedReader and its classifier's accuracy (None if unknown) for a data set."""
+    if dataset == "stacked_digits":
+        model, accuracy_value = digits_classifier(classifier_path)
+        return StackedReader(model, DIGITS_SIDE), accuracy_value
+    if dataset == "stackmnist":
+        if not classifier_path:
+            raise DataError("stackmnist mode coverage needs an MNIST classifier: pass --mode_classifier FILE "
+                            "(make one with python -m datasets_prep.mode_coverage --train_mnist MNIST_ROOT)")
+        model, accuracy_value = load_classifier(classifier_path, MNIST_SIDE)
+        return StackedReader(model, MNIST_SIDE), accuracy_value
+    raise DataError(f"mode coverage is defined for stacked_digits and stackmnist, not {dataset}")
+
+
+def evaluate_mode_coverage(images, dataset, classifier_path=None):
+    """Modes covered and reverse KL of generated stacked images.
+
+    images: uint8 in [0, 255] or float in [-1, 1], (N, 3, H, W) or (N, H, W, 3).
+    Returns dict(modes, reverse_kl, num_samples, classifier_accuracy).
+    """
+    reader, accuracy_value = reader_for(dataset, classifier_path)
+    modes, reverse_kl = mode_coverage(classify_stacked(images, reader))
+    return {"modes": modes, "reverse_kl": reverse_kl, "num_samples": len(images),
+            "classifier_accuracy": accuracy_value}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Mode coverage of stacked-digit samples; digit classifiers.")
+    add = parser.add_argument
+    add("--dataset", default="stacked_digits", choices=("stacked_digits", "stackmnist"))
+    add("--mode_classifier", help="classifier file (stacked_digits default: the cache)")
+    add("--samples", help=".npy / .npz (first array) of images, uint8 [0, 255] or float [-1, 1]")
+    add("--train_mnist", metavar="ROOT", help="train an MNIST classifier on ROOT/MNIST/raw and save it "
+        "as --mode_classifier")
+    args = parser.parse_args(argv)
+    if args.train_mnist and not args.mode_classifier:
+        parser.error("--train_mnist needs --mode_classifier FILE to save the model to")
+    return args
+
+
+def _load_samples(path):
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read samples {path} ({error}): give a .npy or .npz file of images") from None
+    return data[data.files[0]] if isinstance(data, np.lib.npyio.NpzFile) else data
+
+
+def _run(args):
+    if args.train_mnist:
+        model, accuracy_value = train_mnist_classifier(args.train_mnist)
+        save_classifier(args.mode_classifier, model, MNIST_SIDE, accuracy_value)
+        print(f"MNIST classifier: test accuracy {accuracy_value:.4f}; saved to {args.mode_classifier}")
+    if args.samples:
+        result = evaluate_mode_coverage(_load_samples(args.samples), args.dataset, args.mode_classifier)
+        print(f"modes {result['modes']}/{NUM_MODES}, reverse KL {result['reverse_kl']:.4f}, "
+              f"{result['num_samples']} samples")
+    elif not args.train_mnist:
+        _, accuracy_value = reader_for(args.dataset, args.mode_classifier)
+        known = "not recorded in the file" if accuracy_value is None else f"{accuracy_value:.4f}"
+        print(f"classifier accuracy on unseen digits: {known}")
+
+
+def main(argv=None):
+    try:
+        _run(parse_args(argv))
+    except DataError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+"""The data set loaders on tiny data written in each real on-disk format, and check_data's errors."""
+
+import argparse
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import datasets_prep
+from datasets_prep import DataError, check_data, get_dataset
+from datasets_prep import loaders as loaders_module
+from datasets_prep.cifar import Cifar10
+from datasets_prep.digits import digits_split
+from datasets_prep.prepare_lmdb import prepare
+from tests._data_formats import (
+    asymmetric_image,
+    encode,
+    mnist_like_digits,
+    random_images,
+    write_cifar10,
+    write_image_folder,
+    write_lsun_lmdb,
+    write_mnist,
+    write_nvae_lmdb,
+)
+from utils.flags import DATASETS, add_common_flags, add_model_flags
+
+
+def make_args(*argv):
+    parser = argparse.ArgumentParser()
+    add_common_flags(parser)
+    add_model_flags(parser)
+    datasets_prep.add_data_flags(parser)
+    return parser.parse_args([str(a) for a in argv])
+
+
+def expected_tensor(image):
+    """uint8 (H, W, 3) -> what the loaders return for it unresized: (3, H, W) in [-1, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1
+
+
+def left_is_bright(image):
+    return image[:, :, : image.shape[2] // 2].mean() > image[:, :, image.shape[2] // 2:].mean()
+
+
+def assert_flips_under_seed(dataset, index):
+    """Some seeds flip item ``index``, some do not, and a seed always gives the same tensor."""
+    outcomes = []
+    for seed in range(12):
+        torch.manual_seed(seed)
+        first = dataset[index][0]
+        torch.manual_seed(seed)
+        assert torch.equal(first, dataset[index][0])
+        outcomes.append(left_is_bright(first))
+    assert any(outcomes) and not all(outcomes)
+
+
+def assert_never_flips(dataset, index):
+    for seed in range(6):
+        torch.manual_seed(seed)
+        assert left_is_bright(dataset[index][0])
+
+
+def assert_images(dataset, size, count):
+    assert len(dataset) == count
+    for index in range(count):
+        image, label = dataset[index]
+        assert image.shape == (3, size, size) and image.dtype == torch.float32
+        assert image.min() >= -1 and image.max() <= 1
+        assert isinstance(label, int)
+
+
+# --- cifar10 -----------------------------------------------------------------------------------
+
+
+def test_cifar10_reads_python_batches(tmp_path):
+    written = write_cifar10(tmp_path, per_batch=3)
+    dataset = get_dataset(make_args("--dataset", "cifar10", "--datadir", tmp_path), train=False)
+    images, labels = written["test_batch"]
+    assert_images(dataset, 32, 3)
+    for index in range(3):
+        image, label = dataset[index]
+        assert label == labels[index]
+        expected = expected_tensor(images[index])
+        assert torch.allclose(image, expected, atol=1e-6)
+
+
+def test_cifar10_train_split_and_flips(tmp_path):
+    write_cifar10(tmp_path, per_batch=2, first=asymmetric_image(32, 32))
+    train = get_dataset(make_args("--dataset", "cifar10", "--datadir", tmp_path))
+    assert len(train) == 10
+    assert_flips_under_seed(train, 0)
+    assert_never_flips(Cifar10(str(tmp_path), 32, train=True, flip=False), 0)
+
+
+def test_cifar10_corrupt_batch_names_the_file(tmp_path):
+    write_cifar10(tmp_path)
+    bad = os.path.join(tmp_path, "cifar-10-batches-py", "data_batch_3")
+    with open(bad, "wb") as handle:
+        handle.write(b"not a pickle")
+    with pytest.raises(DataError, match="data_batch_3 is not a CIFAR-10 python batch"):
+        get_dataset(make_args("--dataset", "cifar10", "--datadir", tmp_path))
+
+
+def test_cifar10_check_data_downloads_only_when_missing(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(loaders_module, "download_cifar10", calls.append)
+    write_cifar10(tmp_path)
+    check_data(make_args("--dataset", "cifar10", "--datadir", tmp_path))
+    assert calls == []
+    check_data(make_args("--dataset", "cifar10", "--datadir", tmp_path / "empty"))
+    assert calls == [str(tmp_path / "empty")]
+
+
+def test_cifar10_failed_download_says_where_to_put_the_files(tmp_path, monkeypatch):
+    def offline(root, train, download):
+        raise RuntimeError("network unreachable")
+
+    monkeypatch.setattr("torchvision.datasets.CIFAR10", offline)
+    with pytest.raises(DataError, match=r"downloading it failed \(network unreachable\).*cifar-10-batches"):
+        check_data(make_args("--dataset", "cifar10", "--datadir", tmp_path))
+
+
+# --- stackmnist ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_stackmnist_stacks_three_digits(tmp_path, gz):
+    images, labels = mnist_like_digits(20)
+    write_mnist(tmp_path, images, labels, gz=gz)
+    labels = labels.astype(int)
+    dataset = get_dataset(make_args("--dataset", "stackmnist", "--datadir", tmp_path))
+    assert_images(dataset, 32, 40)
+    again = get_dataset(make_args("--dataset", "stackmnist", "--datadir", tmp_path))
+    for index in (0, 7, 39):
+        image, label = dataset[index]
+        triplet = dataset.triplets[index]
+        assert label == 100 * labels[triplet[0]] + 10 * labels[triplet[1]] + labels[triplet[2]]
+        for channel in range(3):  # each channel is its digit, brightest where the digit is
+            source = torch.from_numpy(images[triplet[channel]]).float()
+            resized = torch.nn.functional.interpolate(source[None, None], size=32, mode="bilinear")[0, 0]
+            assert torch.corrcoef(torch.stack([image[channel].flatten(), resized.flatten()]))[0, 1] > 0.9
+        assert torch.equal(image, again[index][0]) and label == again[index][1]
+    columns = dataset.triplets
+    assert all(sorted(columns[:20, c]) == list(range(20)) for c in range(3))
+
+
+def test_stackmnist_missing_files_download_then_fail_cleanly(tmp_path, monkeypatch):
+    def offline(root, train, download):
+        raise OSError("no route")
+
+    monkeypatch.setattr("torchvision.datasets.MNIST", offline)
+    with pytest.raises(DataError, match="MNIST is not in .*MNIST/raw and downloading it failed"):
+        check_data(make_args("--dataset", "stackmnist", "--datadir", tmp_path))
+
+
+def test_stackmnist_corrupt_idx(tmp_path):
+    images, labels = mnist_like_digits(4)
+    write_mnist(tmp_path, images, labels)
+    with open(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte", "wb") as handle:
+        handle.write(b"\x01\x02")
+    with pytest.raises(DataError, match="train-images-idx3-ubyte is not a readable MNIST idx file"):
+        get_dataset(make_args("--dataset", "stackmnist", "--datadir", tmp_path))
+
+
+# --- lsun ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "JPEG"])
+def test_lsun_lmdb_resize_crop_flip(tmp_path, fmt):
+    images = [asymmetric_image(24, 40)] + list(random_images(4, 30, 20))
+    lmdb_path = tmp_path / "church_outdoor_train_lmdb"
+    keys = write_lsun_lmdb(str(lmdb_path), images, fmt)
+    for datadir in (tmp_path, lmdb_path):  # the parent folder, as the reference, or the LMDB itself
+        check_data(make_args("--dataset", "lsun", "--datadir", datadir))
+        dataset = get_dataset(make_args("--dataset", "lsun", "--datadir", datadir, "--image_size", 16))
+        assert_images(dataset, 16, 5)
+        assert dataset.keys == sorted(keys)
+    assert_flips_under_seed(dataset, dataset.keys.index(keys[0]))
+    args = make_args("--dataset", "lsun", "--datadir", tmp_path, "--image_size", 16)
+    unflipped = get_dataset(args, train=False)
+    assert_never_flips(unflipped, dataset.keys.index(keys[0]))
+
+
+def test_lsun_subset_is_the_first_keys(tmp_path, monkeypatch):
+    keys = write_lsun_lmdb(str(tmp_path / "db"), random_images(6, 8, 8))
+    monkeypatch.setattr(loaders_module, "LSUN_SUBSET", 4)
+    subset = get_dataset(make_args("--dataset", "lsun", "--datadir", tmp_path / "db", "--image_size", 8))
+    whole = get_dataset(make_args("--dataset", "lsun", "--datadir", tmp_path / "db", "--no-lsun_subset"))
+    assert subset.keys == sorted(keys)[:4] and whole.keys == sorted(keys)
+
+
+def test_lsun_errors(tmp_path):
+    with pytest.raises(DataError, match="--datadir is required for --dataset lsun"):
+        check_data(make_args("--dataset", "lsun"))
+    with pytest.raises(DataError, match="does not exist"):
+        check_data(make_args("--dataset", "lsun", "--datadir", tmp_path / "nope"))
+    with pytest.raises(DataError, match="no LSUN LMDB in .*church_outdoor_train_lmdb"):
+        check_data(make_args("--dataset", "lsun", "--datadir", tmp_path))
+    write_lsun_lmdb(str(tmp_path / "empty"), [])
+    with pytest.raises(DataError, match="is empty"):
+        check_data(make_args("--dataset", "lsun", "--datadir", tmp_path / "empty"))
+
+
+# --- celeba_256 / ffhq_256 / folder LMDBs ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["celeba_256", "ffhq_256", "folder"])
+def test_prepared_lmdb_loads(tmp_path, name):
+    images = [asymmetric_image(16, 16)] + list(random_images(3, 16, 16))
+    write_image_folder(tmp_path / "images", images, nested=False)
+    prepare(str(tmp_path / "images"), str(tmp_path / "db"), resolution=16)
+    args = make_args("--dataset", name, "--datadir", tmp_path / "db", "--image_size", 16)
+    check_data(args)
+    dataset = get_dataset(args)
+    assert_images(dataset, 16, 4)
+    assert_flips_under_seed(dataset, 0)
+    torch.manual_seed(0)
+    unflipped = get_dataset(args, train=False)[0][0]
+    assert torch.equal(unflipped, expected_tensor(images[0]))
+
+
+def test_prepared_lmdb_resizes_to_image_size(tmp_path):
+    write_image_folder(tmp_path / "images", random_images(2, 32, 32), nested=False)
+    prepare(str(tmp_path / "images"), str(tmp_path / "db"), resolution=32)
+    args = make_args("--dataset", "celeba_256", "--datadir", tmp_path / "db", "--image_size", 8)
+    dataset = get_dataset(args)
+    assert_images(dataset, 8, 2)
+
+
+def test_nvae_layout_loads(tmp_path):
+    images = random_images(3, 8, 8)
+    images[0, 0, 0] = images[1, 0, 0] = (66, 77, 0)  # raw pixels that begin like a BMP header
+    write_nvae_lmdb(str(tmp_path / "train.lmdb"), images)
+    args = make_args("--dataset", "celeba_256", "--datadir", tmp_path, "--image_size", 8)
+    check_data(args)
+    dataset = get_dataset(args, train=False)
+    assert_images(dataset, 8, 3)
+    for index in (0, 2):
+        assert torch.equal(dataset[index][0], expected_tensor(images[index]))
+
+
+def test_nvae_layout_with_encoded_images(tmp_path):
+    images = random_images(2, 8, 8)
+    write_nvae_lmdb(str(tmp_path / "db"), [encode(image) for image in images], raw=False)
+    args = make_args("--dataset", "ffhq_256", "--datadir", tmp_path / "db", "--image_size", 8)
+    dataset = get_dataset(args, train=False)
+    assert torch.equal(dataset[1][0], expected_tensor(images[1]))
+
+
+def test_lmdb_errors(tmp_path):
+    with pytest.raises(DataError, match="--datadir is required"):
+        check_data(make_args("--dataset", "celeba_256"))
+    with pytest.raises(DataError, match="does not exist: create it with: python -m datasets_prep.prepare"):
+        check_data(make_args("--dataset", "ffhq_256", "--datadir", tmp_path / "missing"))
+    with pytest.raises(DataError, match="no LMDB"):
+        check_data(make_args("--dataset", "ffhq_256", "--datadir", tmp_path))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "data.mdb").write_bytes(b"garbage" * 100)
+    with pytest.raises(DataError, match="cannot open the LMDB .*broken"):
+        check_data(make_args("--dataset", "celeba_256", "--datadir", tmp_path / "broken"))
+    write_lsun_lmdb(str(tmp_path / "lsun"), random_images(1, 8, 8))
+    with pytest.raises(DataError, match="not an image LMDB.*--dataset lsun"):
+        check_data(make_args("--dataset", "celeba_256", "--datadir", tmp_path / "lsun"))
+
+
+# --- folder --------------------------------------------------------------------------------------
+
+
+def test_folder_reads_nested_images(tmp_path):
+    images = [asymmetric_image(20, 20)] + list(random_images(6, 24, 18, seed=3))
+    paths = write_image_folder(tmp_path, images)
+    (tmp_path / "notes.txt").write_text("not an image")
+    args = make_args("--dataset", "folder", "--datadir", tmp_path, "--image_size", 12)
+    check_data(args)
+    dataset = get_dataset(args)
+    assert dataset.files == sorted(paths)
+    assert_images(dataset, 12, 7)
+    assert_flips_under_seed(dataset, dataset.files.index(paths[0]))
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(DataError, match="--datadir is required for --dataset folder"):
+        check_data(make_args("--dataset", "folder"))
+    with pytest.raises(DataError, match="is not a folder"):
+        check_data(make_args("--dataset", "folder", "--datadir", tmp_path / "missing"))
+    (tmp_path / "readme.txt").write_text("hello")
+    with pytest.raises(DataError, match="no images .* under"):
+        check_data(make_args("--dataset", "folder", "--datadir", tmp_path))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match=r"broken.png is not a readable image .*: delete or re-encode it"):
+        check_data(make_args("--dataset", "folder", "--datadir", tmp_path))
+
+
+# --- stacked_digits ------------------------------------------------------------------------------
+
+
+def test_stacked_digits_items():
+    args = make_args("--dataset", "stacked_digits", "--stacked_digits_length", 50)
+    check_data(args)
+    dataset = get_dataset(args)
+    assert_images(dataset, 32, 50)
+    images, labels = digits_split("generator")
+    for index in (0, 49):
+        image, label = dataset[index]
+        triplet = dataset.triplets[index]
+        assert label == int(100 * labels[triplet[0]] + 10 * labels[triplet[1]] + labels[triplet[2]])
+        pooled = torch.nn.functional.adaptive_avg_pool2d((image + 1) / 2, 8)
+        assert (pooled - images[triplet]).abs().max() < 0.35
+    again = get_dataset(args)
+    assert torch.equal(again.triplets, dataset.triplets) and torch.equal(again[3][0], dataset[3][0])
+    assert get_dataset(make_args("--dataset", "stacked_digits", "--image_size", 8))[0][0].shape == (3, 8, 8)
+    assert len(get_dataset(make_args("--dataset", "stacked_digits"))) == 60_000
+
+
+def test_digit_halves_are_disjoint_and_balanced():
+    from datasets_prep.digits import _split_indices
+
+    halves = _split_indices()
+    assert not set(halves["generator"]) & set(halves["heldout"])
+    assert len(halves["generator"]) + len(halves["heldout"]) == 1797
+    counts = np.bincount(digits_split("heldout")[1].numpy(), minlength=10)
+    assert counts.min() >= 85
+
+
+# --- check_data and flags --------------------------------------------------------------------------
+
+
+def test_unknown_dataset_is_refused():
+    with pytest.raises(DataError, match="unknown --dataset 'imagenet': choose one of cifar10"):
+        check_data(argparse.Namespace(dataset="imagenet", datadir=None, image_size=32))
+    with pytest.raises(DataError, match="unknown --dataset"):
+        get_dataset(argparse.Namespace(dataset="imagenet", datadir=None, image_size=32))
+
+
+def test_every_dataset_name_has_a_loader():
+    assert datasets_prep.dataset_names() == DATASETS
+    assert set(loaders_module._BUILDERS) == set(DATASETS) == set(loaders_module._CHECKS)
+
+
+def test_data_flags_defaults():
+    args = make_args()
+    assert args.lsun_subset is True and args.stacked_digits_length == 60_000
+    assert make_args("--no-lsun_subset").lsun_subset is False
+    with pytest.raises(SystemExit):
+        make_args("--stacked_digits_length", "0")
+
+
+def test_lmdb_datasets_work_in_forked_workers(tmp_path):
+    write_lsun_lmdb(str(tmp_path / "lsun"), random_images(4, 8, 8))
+    write_nvae_lmdb(str(tmp_path / "nvae"), random_images(4, 8, 8))
+    for name, datadir in (("lsun", "lsun"), ("celeba_256", "nvae")):
+        args = make_args("--dataset", name, "--datadir", tmp_path / datadir, "--image_size", 8)
+        dataset = get_dataset(args, train=False)
+        first = dataset[0][0]  # the parent opens the LMDB before the workers fork
+        loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2)
+        batches = list(loader)
+        assert sum(len(images) for images, _ in batches) == 4
+        assert batches[0][0].shape == (2, 3, 8, 8) and torch.equal(batches[0][0][0], first)

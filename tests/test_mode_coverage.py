@@ -1,0 +1,164 @@
+"""The mode-coverage benchmark: the counter, the digit classifiers, stackmnist plumbing, CLI errors."""
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from datasets_prep import DataError
+from datasets_prep import mode_coverage as mc
+from datasets_prep.digits import StackedDigits
+from datasets_prep.stackmnist import StackedMNIST
+from tests._data_formats import mnist_like_digits, write_mnist
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MIN_DIGIT_ACCURACY = 0.95  # measured: 0.981 on the generator half
+MIN_STACK_ACCURACY = 0.85  # three digits right at once (measured: 0.92)
+
+
+@pytest.fixture(scope="module")
+def classifier_path(tmp_path_factory):
+    """The digits classifier, trained once for this module into a temporary cache."""
+    path = str(tmp_path_factory.mktemp("cache") / "digits.pt")
+    mc.digits_classifier(path, verbose=False)
+    return path
+
+
+def stacked_batch(count, size=32, train=True):
+    dataset = StackedDigits(size, length=count, train=train, seed=7)
+    images = torch.stack([dataset[i][0] for i in range(count)])
+    return images, torch.tensor([dataset[i][1] for i in range(count)])
+
+
+def test_every_mode_once_is_perfect():
+    assert mc.mode_coverage(torch.arange(1000)) == (1000, 0.0)
+    assert mc.mode_coverage(np.repeat(np.arange(1000), 3)) == (1000, 0.0)
+
+
+def test_one_mode_is_log_1000():
+    modes, kl = mc.mode_coverage(torch.full((500,), 123))
+    assert modes == 1 and kl == pytest.approx(math.log(1000))
+
+
+def test_two_even_modes():
+    modes, kl = mc.mode_coverage([5, 900, 5, 900])
+    assert modes == 2 and kl == pytest.approx(math.log(500))
+
+
+@pytest.mark.parametrize("ids", [[], [1000], [-1, 3]])
+def test_bad_mode_ids(ids):
+    with pytest.raises(DataError, match=r"non-empty list of integers in \[0, 1000\)"):
+        mc.mode_coverage(ids)
+
+
+def test_classifier_accuracy_on_unseen_digits(classifier_path):
+    model, accuracy = mc.load_classifier(classifier_path, 8)
+    assert accuracy >= MIN_DIGIT_ACCURACY
+    images, labels = mc.digits_split("generator")
+    assert mc.accuracy(model, images[:, None], labels) == pytest.approx(accuracy)
+
+
+def test_real_stacked_digits_are_read(classifier_path):
+    reader = mc.StackedReader(mc.load_classifier(classifier_path, 8)[0], 8)
+    images, labels = stacked_batch(400)
+    ids = mc.classify_stacked(images, reader)
+    assert ids.min() >= 0 and ids.max() < 1000
+    assert (ids == labels).float().mean() >= MIN_STACK_ACCURACY
+    as_uint8_nhwc = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert (mc.classify_stacked(as_uint8_nhwc, reader) == ids).float().mean() > 0.97
+
+
+def test_evaluate_real_data_covers_the_modes(classifier_path):
+    images, _ = stacked_batch(5000, size=16)
+    result = mc.evaluate_mode_coverage(images, "stacked_digits", classifier_path)
+    assert result["num_samples"] == 5000 and result["classifier_accuracy"] >= MIN_DIGIT_ACCURACY
+    assert result["modes"] >= 960  # 5000 uniform draws hit ~993 of 1000
+    assert result["reverse_kl"] < 0.3
+    collapsed = mc.evaluate_mode_coverage(images[:1].repeat(200, 1, 1, 1), "stacked_digits", classifier_path)
+    assert collapsed["modes"] == 1 and collapsed["reverse_kl"] == pytest.approx(math.log(1000))
+
+
+def test_cached_classifier_is_reused(classifier_path, monkeypatch):
+    monkeypatch.setattr(mc, "train_digits_classifier", lambda: pytest.fail("retrained a cached classifier"))
+    first, _ = mc.digits_classifier(classifier_path)
+    second, _ = mc.digits_classifier(classifier_path)
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_default_cache_location(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert mc.default_classifier_path() == str(tmp_path / "ddgan" / "digits_classifier_v1.pt")
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    """MNIST-format files made of scikit-learn digits scaled to 28 px."""
+    root = tmp_path_factory.mktemp("mnist")
+    write_mnist(root, *mnist_like_digits(800), train=True)
+    write_mnist(root, *mnist_like_digits(300, offset=800), train=False)
+    return root
+
+
+def test_stackmnist_with_trained_and_exported_classifiers(mnist_root, tmp_path):
+    with mc._one_thread():  # a tiny model: extra threads only slow it down on a busy machine
+        model, accuracy = mc.train_mnist_classifier(str(mnist_root), epochs=8)
+    assert accuracy > 0.8
+    ours = str(tmp_path / "mnist.pt")
+    mc.save_classifier(ours, model, 28, accuracy)
+    scripted = str(tmp_path / "mnist_script.pt")
+    with pytest.warns(FutureWarning):
+        torch.jit.save(torch.jit.script(model), scripted)
+    dataset = StackedMNIST(str(mnist_root), 32, train=False)
+    images = torch.stack([dataset[i][0] for i in range(60)])
+    labels = torch.tensor([dataset[i][1] for i in range(60)])
+    ids = mc.classify_stacked(images, mc.reader_for("stackmnist", ours)[0])
+    assert (ids == labels).float().mean() > 0.5
+    assert torch.equal(mc.classify_stacked(images, mc.reader_for("stackmnist", scripted)[0]), ids)
+    assert mc.evaluate_mode_coverage(images, "stackmnist", scripted)["classifier_accuracy"] is None
+
+
+def test_reader_errors(tmp_path, classifier_path):
+    with pytest.raises(DataError, match="needs an MNIST classifier: pass --mode_classifier"):
+        mc.evaluate_mode_coverage(torch.zeros(2, 3, 32, 32), "stackmnist")
+    with pytest.raises(DataError, match="defined for stacked_digits and stackmnist, not cifar10"):
+        mc.evaluate_mode_coverage(torch.zeros(2, 3, 32, 32), "cifar10")
+    with pytest.raises(DataError, match="not found"):
+        mc.reader_for("stackmnist", str(tmp_path / "none.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(DataError, match="cannot load the classifier .*junk.pt"):
+        mc.reader_for("stackmnist", str(tmp_path / "junk.pt"))
+    with pytest.raises(DataError, match="is a 8 px digit classifier, this data set needs 28 px"):
+        mc.reader_for("stackmnist", classifier_path)
+    with pytest.raises(DataError, match=r"expected images of shape \(N, 3, H, W\)"):
+        mc.as_images(np.zeros((4, 32, 32)))
+
+
+def run_cli(*argv, env=None):
+    return subprocess.run([sys.executable, "-m", "datasets_prep.mode_coverage", *map(str, argv)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_cli_reports_coverage_of_saved_samples(tmp_path, classifier_path):
+    images, _ = stacked_batch(300)
+    np.save(tmp_path / "samples.npy", ((images + 1) * 127.5).round().to(torch.uint8).numpy())
+    result = run_cli("--samples", tmp_path / "samples.npy", "--mode_classifier", classifier_path)
+    assert result.returncode == 0, result.stderr
+    assert "300 samples" in result.stdout and "modes " in result.stdout
+
+
+def test_cli_errors(tmp_path, capsys):
+    np.save(tmp_path / "samples.npy", np.zeros((2, 3, 32, 32), np.uint8))
+    result = run_cli("--dataset", "stackmnist", "--samples", tmp_path / "samples.npy")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: stackmnist mode coverage needs an MNIST classifier")
+    with pytest.raises(SystemExit, match="error: cannot read samples .*none.npy"):
+        mc.main(["--samples", str(tmp_path / "none.npy"), "--mode_classifier", str(tmp_path / "samples.npy")])
+    with pytest.raises(SystemExit) as exit_info:
+        mc.main(["--train_mnist", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--train_mnist needs --mode_classifier FILE" in capsys.readouterr().err

@@ -1,0 +1,192 @@
+"""prepare_lmdb.py: lossless round trips, resumable interruption, the LSUN export, CLI errors."""
+
+import os
+import subprocess
+import sys
+
+import lmdb
+import numpy as np
+import pytest
+from PIL import Image
+
+from datasets_prep import DataError
+from datasets_prep import prepare_lmdb as tool
+from datasets_prep.common import fit_square
+from datasets_prep.lmdb_io import ImageLmdb, find_image_lmdb, image_key
+from tests._data_formats import decode, random_images, write_image_folder, write_lsun_lmdb
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REAL_ENCODE = tool.encode_image_file
+
+
+def read_all(path):
+    """{key: value} of an LMDB."""
+    env = lmdb.open(str(path), readonly=True, lock=False)
+    with env.begin() as txn:
+        items = {bytes(key): bytes(value) for key, value in txn.cursor()}
+    env.close()
+    return items
+
+
+def run_cli(*argv):
+    return subprocess.run([sys.executable, "-m", "datasets_prep.prepare_lmdb", *map(str, argv)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_round_trip_is_lossless(tmp_path):
+    images = random_images(6, 16, 16)
+    paths = write_image_folder(tmp_path / "in", images)  # PNG and JPEG files, nested
+    tool.prepare(str(tmp_path / "in"), str(tmp_path / "new" / "db"), resolution=16)
+    stored = read_all(tmp_path / "new" / "db")
+    assert stored[b"length"] == b"6"
+    for index, name in enumerate(sorted(paths)):
+        source = (tmp_path / "in" / name).read_bytes()
+        assert stored[image_key(16, index)] == source  # right size: the original bytes
+        assert np.array_equal(decode(stored[image_key(16, index)]), decode(source))
+    assert not os.path.exists(str(tmp_path / "new" / "db") + ".partial")
+
+
+def test_resized_and_converted_images_are_png(tmp_path):
+    (tmp_path / "in").mkdir()
+    wide = random_images(1, 20, 36)[0]
+    Image.fromarray(wide).save(tmp_path / "in" / "a_wide.png")
+    rgba = np.concatenate([random_images(1, 8, 8, seed=1)[0], np.full((8, 8, 1), 128, np.uint8)], axis=2)
+    Image.fromarray(rgba).save(tmp_path / "in" / "b_rgba.png")
+    tool.prepare(str(tmp_path / "in"), str(tmp_path / "db"), resolution=8)
+    stored = read_all(tmp_path / "db")
+    expected = np.asarray(fit_square(Image.fromarray(wide), 8))
+    assert stored[image_key(8, 0)].startswith(b"\x89PNG")
+    assert np.array_equal(decode(stored[image_key(8, 0)]), expected)
+    assert np.array_equal(decode(stored[image_key(8, 1)]), rgba[..., :3])
+
+
+def test_unreadable_files_are_skipped_and_counted(tmp_path, capsys):
+    write_image_folder(tmp_path / "in", random_images(3, 8, 8), nested=False)
+    (tmp_path / "in" / "img001.jpg").write_bytes(b"truncated")
+    tool.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "db"), "--resolution", "8"])
+    captured = capsys.readouterr()
+    assert "wrote 2 images (8x8)" in captured.out
+    assert "skipped 1 unreadable files: img001.jpg" in captured.err
+    assert read_all(tmp_path / "db")[b"length"] == b"2"
+
+
+def test_nothing_readable_is_an_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.png").write_bytes(b"nope")
+    with pytest.raises(DataError, match="none of the 1 image files .* could be read"):
+        tool.prepare(str(tmp_path / "in"), str(tmp_path / "db"), resolution=8)
+
+
+def interrupt_after(monkeypatch, count):
+    """Make the count+1-th image encoding raise KeyboardInterrupt, like Ctrl-C."""
+    calls = []
+
+    def encode(path, resolution):
+        calls.append(path)
+        if len(calls) > count:
+            raise KeyboardInterrupt
+        return REAL_ENCODE(path, resolution)
+
+    monkeypatch.setattr(tool, "encode_image_file", encode)
+    return calls
+
+
+def test_interrupted_run_is_refused_then_resumed(tmp_path, monkeypatch):
+    images = random_images(11, 8, 8)
+    write_image_folder(tmp_path / "in", images, nested=False)
+    monkeypatch.setattr(tool, "COMMIT_EVERY", 4)
+    interrupt_after(monkeypatch, 6)
+    output, partial = tmp_path / "db", str(tmp_path / "db") + ".partial"
+    with pytest.raises(KeyboardInterrupt):
+        tool.prepare(str(tmp_path / "in"), str(output), resolution=8)
+    assert not output.exists() and os.path.isdir(partial)
+    assert image_key(8, 3) in read_all(partial) and image_key(8, 4) not in read_all(partial)
+    with pytest.raises(DataError, match="is unfinished .*re-run the same prepare_lmdb command"):
+        find_image_lmdb(str(output))
+    with pytest.raises(DataError, match="unfinished prepare_lmdb output"):
+        ImageLmdb(partial, 8, flip=False)
+
+    calls = interrupt_after(monkeypatch, 100)
+    tool.prepare(str(tmp_path / "in"), str(output), resolution=8)
+    assert len(calls) == 7  # resumed at the last commit (after 4 images), not from the start
+    tool.prepare(str(tmp_path / "in"), str(tmp_path / "clean"), resolution=8)
+    assert read_all(output) == read_all(tmp_path / "clean")
+    assert len(ImageLmdb(str(output), 8, flip=False)) == 11
+
+
+def test_ctrl_c_in_the_cli_says_how_to_resume(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "in", random_images(3, 8, 8), nested=False)
+    interrupt_after(monkeypatch, 1)
+    with pytest.raises(SystemExit, match="interrupted: .*run the same command again to resume"):
+        tool.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "db"), "--workers", "1"])
+
+
+def test_resume_with_other_input_is_refused(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "in", random_images(3, 8, 8), nested=False)
+    monkeypatch.setattr(tool, "COMMIT_EVERY", 1)
+    interrupt_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        tool.prepare(str(tmp_path / "in"), str(tmp_path / "db"), resolution=8)
+    with pytest.raises(DataError, match="started with another --input or --resolution"):
+        tool.prepare(str(tmp_path / "in"), str(tmp_path / "db"), resolution=16)
+
+
+def test_finished_but_not_renamed_is_completed(tmp_path, monkeypatch):
+    def killed_before_rename(source, target):
+        raise KeyboardInterrupt
+
+    write_image_folder(tmp_path / "in", random_images(2, 8, 8), nested=False)
+    monkeypatch.setattr(tool.os, "rename", killed_before_rename)
+    with pytest.raises(KeyboardInterrupt):
+        tool.prepare(str(tmp_path / "in"), str(tmp_path / "db"), resolution=8)
+    monkeypatch.undo()
+    assert tool.prepare(str(tmp_path / "in"), str(tmp_path / "db"), resolution=8) is None
+    assert read_all(tmp_path / "db")[b"length"] == b"2"
+
+
+def test_worker_pool_gives_the_same_database(tmp_path):
+    write_image_folder(tmp_path / "in", random_images(5, 12, 10), nested=False)
+    tool.prepare(str(tmp_path / "in"), str(tmp_path / "one"), resolution=8, workers=1)
+    tool.prepare(str(tmp_path / "in"), str(tmp_path / "two"), resolution=8, workers=2)
+    assert read_all(tmp_path / "one") == read_all(tmp_path / "two")
+
+
+def test_lsun_export_writes_the_original_bytes(tmp_path):
+    images = random_images(3, 8, 8)
+    keys = write_lsun_lmdb(str(tmp_path / "church_outdoor_train_lmdb"), images)
+    result = run_cli("--lsun_export", tmp_path, "--output", tmp_path / "out")
+    assert result.returncode == 0 and "exported 3 images" in result.stdout
+    values = read_all(tmp_path / "church_outdoor_train_lmdb")
+    for key, image in zip(keys, images, strict=True):
+        written = tmp_path / "out" / (key.decode() + ".webp")
+        assert written.read_bytes() == values[key]
+        assert np.array_equal(decode(written.read_bytes()), image)
+    (tmp_path / "out" / (keys[0].decode() + ".webp")).unlink()
+    tool.main(["--lsun_export", str(tmp_path), "--output", str(tmp_path / "out")])  # fills in what is missing
+    assert len(os.listdir(tmp_path / "out")) == 3
+
+
+def test_cli_missing_input(tmp_path):
+    result = run_cli("--input", tmp_path / "missing", "--output", tmp_path / "db")
+    assert result.returncode == 1
+    expected = f"error: --input {tmp_path}/missing is not a folder: pass a folder of images"
+    assert result.stderr.strip() == expected
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--input", "{tmp}/empty", "--output", "{tmp}/db"], "error: no images"),
+    (["--input", "{tmp}/empty", "--output", "{tmp}"], "error: {tmp} already exists: delete it"),
+    (["--output", "{tmp}/db"], "pass either --input DIR"),
+    (["--input", "{tmp}", "--lsun_export", "{tmp}", "--output", "{tmp}/db"], "pass either --input DIR"),
+    (["--input", "{tmp}", "--output", "{tmp}/db", "--resolution", "0"], "0 is out of range"),
+    (["--lsun_export", "{tmp}/empty", "--output", "{tmp}/out"], "error: no LSUN LMDB in"),
+    (["--lsun_export", "{tmp}/lsun", "--output", "{tmp}/lsun/data.mdb"], "is a file: give a folder"),
+])
+def test_cli_errors(tmp_path, capsys, argv, message):
+    (tmp_path / "empty").mkdir()
+    write_lsun_lmdb(str(tmp_path / "lsun"), random_images(1, 8, 8))
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([arg.format(tmp=tmp_path) for arg in argv])
+    code = exit_info.value.code
+    assert code not in (0, None)
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err + (code if isinstance(code, str) else "")
