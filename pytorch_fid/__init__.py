@@ -1,0 +1,1 @@
+"""FID, Inception Score and improved precision/recall in plain PyTorch, with pytorch-fid's interface."""

@@ -1,0 +1,404 @@
+"""pytorch_fid: the Fréchet distance, the FID network, image sources and the FID command line."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import linalg
+
+from pytorch_fid import fid_score
+from pytorch_fid.data import SampleArrayDataset, check_samples, open_images
+from pytorch_fid.fid_score import (
+    calculate_fid_given_paths,
+    calculate_frechet_distance,
+    compute_statistics_of_path,
+    get_activations,
+)
+from pytorch_fid.inception import (
+    FID_WEIGHTS_NAME,
+    InceptionNetwork,
+    InceptionV3,
+    InceptionWeightsError,
+    avg_pool_same,
+    fid_inception_v3,
+    find_fid_weights,
+    load_checked,
+    max_pool_same,
+    random_init,
+)
+from tests._fid_helpers import (
+    error_line,
+    finish,
+    offline_env,
+    random_images,
+    run_cli,
+    run_clis,
+    start_cli,
+    write_images,
+)
+
+FID = ["-m", "pytorch_fid.fid_score"]
+FAST = ["--random-weights", "--num-workers", "0", "--device", "cpu", "--batch-size", "3"]
+
+
+def random_spd(dim, rng):
+    a = rng.normal(size=(dim, dim))
+    return a @ a.T + dim * np.eye(dim)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Two folders of four 32x32 noise PNGs; 'a' also as samples.npy and samples.npz."""
+    root = tmp_path_factory.mktemp("images")
+    images_a, images_b = random_images(4, seed=1), random_images(4, seed=2)
+    np.save(root / "a.npy", images_a)
+    np.savez(root / "a.npz", samples=images_a)
+    return write_images(root / "a", images_a), write_images(root / "b", images_b)
+
+
+# The Fréchet distance.
+
+def test_equal_covariances_give_squared_mean_distance():
+    rng = np.random.default_rng(0)
+    sigma, mu1, mu2 = random_spd(6, rng), rng.normal(size=6), rng.normal(size=6)
+    expected = np.sum((mu1 - mu2) ** 2)
+    assert calculate_frechet_distance(mu1, sigma, mu2, sigma) == pytest.approx(expected, rel=1e-6)
+
+
+def test_diagonal_covariances_closed_form():
+    rng = np.random.default_rng(1)
+    a, b, mu1, mu2 = rng.uniform(0.1, 3, 5), rng.uniform(0.1, 3, 5), rng.normal(size=5), rng.normal(size=5)
+    expected = np.sum((np.sqrt(a) - np.sqrt(b)) ** 2) + np.sum((mu1 - mu2) ** 2)
+    assert calculate_frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-8)
+
+
+def test_matches_the_symmetric_square_root_form():
+    rng = np.random.default_rng(2)
+    s1, s2, mu1, mu2 = random_spd(8, rng), random_spd(8, rng), rng.normal(size=8), rng.normal(size=8)
+    root1 = linalg.sqrtm(s1).real
+    cross = np.trace(linalg.sqrtm(root1 @ s2 @ root1).real)
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2) - 2 * cross
+    assert calculate_frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-8)
+
+
+def test_singular_covariance_of_a_set_with_itself_is_zero():
+    activations = np.random.default_rng(3).normal(size=(3, 8))
+    mu, sigma = np.mean(activations, 0), np.cov(activations, rowvar=False)
+    assert calculate_frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0, abs=1e-4)
+
+
+def test_non_finite_square_root_retries_with_eps(monkeypatch):
+    calls = []
+
+    def fake_sqrtm(matrix):
+        calls.append(matrix)
+        return np.full_like(matrix, np.nan) if len(calls) == 1 else np.eye(len(matrix))
+
+    monkeypatch.setattr(fid_score, "_sqrtm", fake_sqrtm)
+    sigma = np.diag([1.0, 0.0])
+    fid = calculate_frechet_distance(np.zeros(2), sigma, np.zeros(2), sigma, eps=1e-3)
+    np.testing.assert_allclose(calls[1], (sigma + 1e-3 * np.eye(2)) @ (sigma + 1e-3 * np.eye(2)))
+    assert fid == pytest.approx(2 * 1 - 2 * 2)
+
+
+def test_imaginary_square_root(monkeypatch):
+    sigma = np.eye(3)
+    monkeypatch.setattr(fid_score, "_sqrtm", lambda m: m + 1e-6j)
+    assert calculate_frechet_distance(np.zeros(3), sigma, np.zeros(3), sigma) == pytest.approx(0)
+    monkeypatch.setattr(fid_score, "_sqrtm", lambda m: m + 0.1j * np.eye(3))
+    with pytest.raises(ValueError, match="imaginary component"):
+        calculate_frechet_distance(np.zeros(3), sigma, np.zeros(3), sigma)
+
+
+def test_statistics_of_different_dims_are_refused():
+    with pytest.raises(ValueError, match="same --dims"):
+        calculate_frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+# The network.
+
+@pytest.fixture(scope="module")
+def network():
+    """The random FID network's first block (64-d features): fast, for the plumbing."""
+    return InceptionV3([0], random_weights=True)
+
+
+def test_blocks_and_logits_shapes():
+    network = InceptionV3([0, 1, 2, 3], random_weights=True)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        outputs = network(x)
+        features, logits = network.features_and_logits(x)
+    assert [tuple(o.shape) for o in outputs] == [(2, 64, 73, 73), (2, 192, 35, 35), (2, 768, 17, 17),
+                                                 (2, 2048, 1, 1)]
+    assert features.shape == (2, 2048) and logits.shape == (2, 1008)
+    torch.testing.assert_close(features, outputs[3].flatten(1))
+    torch.testing.assert_close(logits, network.fc(features))
+    assert features.std() > 0.01  # the random network does not wash the images out
+
+
+def test_fid_pooling():
+    net = fid_inception_v3(random_weights=True)
+    pools = [getattr(net, f"Mixed_{name}").pool for name in ("5b", "5c", "5d", "6b", "6c", "6d", "6e", "7b")]
+    assert pools == [avg_pool_same] * 8 and net.Mixed_7c.pool is max_pool_same
+    assert net.fc.out_features == 1008
+    assert avg_pool_same(torch.ones(1, 1, 4, 4)).eq(1).all()  # the padding is not averaged in
+
+
+class _TFPooling:
+    """torch.nn.functional as torchvision's Inception blocks see it, pooling like the FID graph."""
+
+    def __getattr__(self, name):
+        return getattr(F, name)
+
+    @staticmethod
+    def avg_pool2d(x, kernel_size, stride, padding):
+        if x.shape[1] == 2048:  # Mixed_7c
+            return F.max_pool2d(x, kernel_size, stride, padding)
+        return F.avg_pool2d(x, kernel_size, stride, padding, count_include_pad=False)
+
+
+def test_network_matches_torchvision(monkeypatch):
+    """Same outputs as torchvision's Inception3 on the same weights; with the FID pooling patched
+    into torchvision's blocks, the same as the FID network."""
+    tv_inception = pytest.importorskip("torchvision.models.inception")
+    reference = tv_inception.inception_v3(weights=None, aux_logits=False, init_weights=False,
+                                          num_classes=1008)
+    random_init(reference.eval())  # O(1) activations all the way, so wiring errors show
+    x = torch.rand(1, 3, 299, 299, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    outputs = {}
+    with torch.no_grad():
+        for fid in (False, True):
+            if fid:
+                monkeypatch.setattr(tv_inception, "F", _TFPooling())
+            load_checked(net := InceptionNetwork(fid=fid).eval(), reference.state_dict(), "torchvision")
+            outputs[fid] = net(x)
+            torch.testing.assert_close(outputs[fid], reference(x))
+    assert not torch.allclose(outputs[True], outputs[False], rtol=1e-3)
+
+
+def test_resize_and_normalize_input():
+    x = torch.rand(1, 3, 32, 32)
+    plain = InceptionV3([0], resize_input=False, normalize_input=False, random_weights=True)
+    with torch.no_grad():
+        expected = plain(2 * F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) - 1)[0]
+        torch.testing.assert_close(InceptionV3([0], random_weights=True)(x)[0], expected)
+
+
+def test_random_weights_are_fixed_and_leave_the_global_rng_alone():
+    torch.manual_seed(5)
+    expected = torch.rand(1)
+    torch.manual_seed(5)
+    first = InceptionV3([0], random_weights=True)
+    assert torch.rand(1) == expected
+    second = InceptionV3([0], random_weights=True, requires_grad=True)
+    for p, q in zip(first.parameters(), second.parameters(), strict=True):
+        assert torch.equal(p, q) and not p.requires_grad and q.requires_grad
+
+
+def test_bad_output_blocks():
+    with pytest.raises(ValueError, match="output_blocks"):
+        InceptionV3([4], random_weights=True)
+
+
+# Finding and loading the weights.
+
+def test_weights_lookup_order(tmp_path, monkeypatch):
+    files = {name: tmp_path / name for name in ("explicit", "ddgan", "fid")}
+    for path in files.values():
+        path.touch()
+    hub = tmp_path / "torch_home" / "hub" / "checkpoints" / FID_WEIGHTS_NAME
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("DDGAN_INCEPTION_WEIGHTS", str(files["ddgan"]))
+    monkeypatch.setenv("FID_WEIGHTS_PATH", str(files["fid"]))
+    assert find_fid_weights(files["explicit"]) == files["explicit"]
+    assert find_fid_weights() == files["ddgan"]
+    monkeypatch.delenv("DDGAN_INCEPTION_WEIGHTS")
+    assert find_fid_weights() == files["fid"]
+    monkeypatch.delenv("FID_WEIGHTS_PATH")
+    assert find_fid_weights() is None
+    hub.parent.mkdir(parents=True)
+    hub.touch()
+    assert find_fid_weights() == hub
+    with pytest.raises(InceptionWeightsError, match="missing.pth does not exist"):
+        find_fid_weights(tmp_path / "missing.pth")
+    monkeypatch.setenv("DDGAN_INCEPTION_WEIGHTS", str(tmp_path / "gone.pth"))
+    with pytest.raises(InceptionWeightsError, match=r"\$DDGAN_INCEPTION_WEIGHTS .*gone.pth does not exist"):
+        find_fid_weights()
+
+
+def test_weights_file_is_loaded(tmp_path):
+    reference = fid_inception_v3(random_weights=True)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.mul_(0.5)
+    state_dict = {k: v for k, v in reference.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state_dict, tmp_path / FID_WEIGHTS_NAME)  # as old PyTorch versions saved batch norms
+    loaded = InceptionV3(weights=tmp_path / FID_WEIGHTS_NAME)
+    torch.testing.assert_close(loaded.fc.weight, reference.fc.weight)
+    torch.testing.assert_close(loaded.blocks[3][2].branch_pool.conv.weight,
+                               reference.Mixed_7c.branch_pool.conv.weight)
+
+
+def test_wrong_or_corrupt_weights_files(tmp_path):
+    (tmp_path / "corrupt.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(InceptionWeightsError, match="cannot read Inception weights"):
+        fid_inception_v3(tmp_path / "corrupt.pth")
+    torch.save({"fc.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(InceptionWeightsError, match="is not the FID Inception-v3 weights"):
+        fid_inception_v3(tmp_path / "other.pth")
+    imagenet_layout = InceptionNetwork(fid=False, num_classes=1000).state_dict()
+    with pytest.raises(InceptionWeightsError, match="2 tensors missing or misshapen, 0 unexpected, e.g. fc"):
+        load_checked(InceptionNetwork(), imagenet_layout, "imagenet.pth")
+
+
+def test_cli_without_weights(folders, tmp_path):
+    """No weights anywhere (downloads off), a weights variable naming a missing file, a corrupt file."""
+    (tmp_path / "w.pth").write_bytes(b"\0" * 10)
+    no_weights = [FID_WEIGHTS_NAME, "DDGAN_INCEPTION_WEIGHTS", "--weights", "empty_torch_home"]
+    runs = [
+        (offline_env(tmp_path), [], no_weights),
+        (offline_env(tmp_path, FID_WEIGHTS_PATH="/no/w.pth"), [], ["$FID_WEIGHTS_PATH /no/w.pth"]),
+        (offline_env(tmp_path), ["--weights", tmp_path / "w.pth"], ["cannot read Inception", "w.pth"]),
+    ]
+    processes = [start_cli([*FID, *folders, "--device", "cpu", *flags], env) for env, flags, _ in runs]
+    for process, (_, _, expected) in zip(processes, runs, strict=True):
+        line = error_line(finish(process))
+        assert all(text in line for text in expected), line
+
+
+# Image sources.
+
+def test_folder_and_sample_arrays_agree(folders):
+    folder = open_images(folders[0])
+    for array_file in (folders[0].parent / "a.npy", folders[0].parent / "a.npz"):
+        arrays = open_images(array_file)
+        assert len(arrays) == len(folder) == 4
+        for i in range(4):
+            torch.testing.assert_close(arrays[i], folder[i], rtol=0, atol=0)
+
+
+def test_npz_first_array_and_grayscale(tmp_path):
+    gray = random_images(3)[..., :1]
+    np.savez(tmp_path / "g.npz", gray)
+    image = open_images(tmp_path / "g.npz")[0]
+    assert image.shape == (3, 32, 32)
+    torch.testing.assert_close(image[0], image[2])
+    torch.testing.assert_close(image[0], torch.from_numpy(gray[0, ..., 0] / 255).float())
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((2, 3, 8, 8), np.uint8), "transpose"),
+    (np.full((2, 8, 8, 3), 0.5, np.float32), "multiply them by 255"),
+    (np.full((2, 8, 8, 3), 300.0), r"\[0, 255\]"),
+    (np.zeros((8, 8, 3), np.uint8), "got shape"),
+])
+def test_bad_sample_arrays(array, message):
+    with pytest.raises(ValueError, match=message):
+        check_samples(array)
+
+
+def test_float_samples_in_pixel_range():
+    samples = np.full((1, 2, 2, 3), 255.0)
+    assert SampleArrayDataset(samples)[0].eq(1).all()
+
+
+def test_activations_from_paths_or_dataset(folders, network):
+    files = sorted(folders[0].iterdir())
+    by_path = get_activations(files, network, batch_size=3, dims=64, num_workers=0)
+    by_dataset = get_activations(open_images(folders[0]), network, batch_size=4, dims=64, num_workers=0)
+    assert by_path.shape == (4, 64) and by_path.dtype == np.float64
+    np.testing.assert_allclose(by_path, by_dataset, rtol=1e-5)
+    with pytest.raises(ValueError, match="dims=2048"):
+        get_activations(files[:1], network, dims=2048, num_workers=0)
+
+
+def test_images_of_different_sizes(tmp_path, network):
+    write_images(tmp_path / "mixed", random_images(1, size=32))
+    write_images(tmp_path / "other", random_images(1, size=16))
+    (tmp_path / "other" / "000.png").rename(tmp_path / "mixed" / "001.png")
+    with pytest.raises(ValueError, match="32x32 vs 16x16|16x16 vs 32x32"):
+        get_activations(open_images(tmp_path / "mixed"), network, dims=64, num_workers=0)
+
+
+# FID end to end, with the random network.
+
+def test_fid_whole_path(folders):
+    fid = calculate_fid_given_paths(folders, 2, "cpu", 192, num_workers=0, random_weights=True)
+    itself = calculate_fid_given_paths([folders[0]] * 2, 4, "cpu", 192, num_workers=0, random_weights=True)
+    assert np.isfinite(fid) and fid > 1e-3
+    assert itself == pytest.approx(0, abs=1e-3)
+
+
+def test_sample_arrays_give_the_folder_statistics(folders, network):
+    mu, sigma = compute_statistics_of_path(folders[0], network, 4, 64, "cpu", num_workers=0)
+    mu_npz, sigma_npz = compute_statistics_of_path(folders[0].parent / "a.npz", network, 4, 64, "cpu", 0)
+    np.testing.assert_allclose(mu_npz, mu, rtol=1e-6)
+    np.testing.assert_allclose(sigma_npz, sigma, rtol=1e-5, atol=1e-12)
+
+
+def test_saved_statistics_round_trip(folders, tmp_path):
+    stats = tmp_path / "a_stats.npz"
+    saved = run_cli([*FID, "--save-stats", folders[0], stats, "--dims", "64", *FAST], offline_env(tmp_path))
+    assert saved.returncode == 0, saved.stderr
+    with np.load(stats) as data:
+        assert data["mu"].shape == (64,) and data["sigma"].shape == (64, 64)
+    from_stats = run_cli([*FID, stats, folders[1], "--dims", "64", *FAST], offline_env(tmp_path))
+    assert from_stats.returncode == 0, from_stats.stderr
+    printed = float(from_stats.stdout.split("FID:")[1])
+    from_folder = calculate_fid_given_paths(folders, 4, "cpu", 64, num_workers=0, random_weights=True)
+    assert printed == pytest.approx(from_folder, rel=1e-4)
+
+
+def test_two_statistics_files_need_no_network(tmp_path, monkeypatch):
+    for name, shift in (("s1.npz", 0.0), ("s2.npz", 2.0)):
+        np.savez(tmp_path / name, mu=np.full(3, shift), sigma=np.eye(3))
+    for var in ("DDGAN_INCEPTION_WEIGHTS", "FID_WEIGHTS_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("DDGAN_NO_DOWNLOAD", "1")
+    fid = calculate_fid_given_paths([tmp_path / "s1.npz", tmp_path / "s2.npz"], 50, "cpu", 2048)
+    assert fid == pytest.approx(12.0)
+
+
+# Bad inputs on the command line.
+
+def test_cli_bad_paths(folders, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one").mkdir()
+    write_images(tmp_path / "one", random_images(1))
+    np.savez(tmp_path / "s64.npz", mu=np.zeros(64), sigma=np.eye(64))
+    np.savez(tmp_path / "s192.npz", mu=np.zeros(192), sigma=np.eye(192))
+    (tmp_path / "taken.npz").touch()
+    np.save(tmp_path / "nchw.npy", np.zeros((2, 3, 8, 8), np.uint8))
+    cases = [
+        (["-m", "pytorch_fid", tmp_path / "missing", folders[1]], "missing does not exist"),
+        ([*FID, tmp_path / "empty", folders[1]], "no image files"),
+        ([*FID, tmp_path / "one", folders[1], "--dims", "64"], "at least 2 images"),
+        ([*FID, tmp_path / "s64.npz", tmp_path / "s192.npz"], "same --dims"),
+        ([*FID, tmp_path / "nchw.npy", folders[1]], "transpose"),
+        ([*FID, "--save-stats", folders[0], tmp_path / "taken.npz"], "already exists"),
+        ([*FID, "--save-stats", folders[0], tmp_path / "stats.txt"], "must end in .npz"),
+    ]
+    results = run_clis([[*args, *FAST] for args, _ in cases], offline_env(tmp_path))
+    for result, (_, message) in zip(results, cases, strict=True):
+        assert message in error_line(result)
+
+
+def test_cli_unreadable_image_in_a_worker(folders, tmp_path):
+    broken = write_images(tmp_path / "broken", random_images(2))
+    (broken / "001.png").write_bytes(b"not a png")
+    args = [*FID, broken, folders[1], "--dims", "64", "--random-weights", "--num-workers", "1"]
+    line = error_line(run_cli(args, offline_env(tmp_path)))
+    assert "cannot read image" in line and "001.png" in line
+
+
+def test_cli_bad_flags(folders, tmp_path):
+    cases = [(["--device", "tpu9"], "unknown device"), (["--batch-size", "0"], "positive integer")]
+    results = run_clis([[*FID, *folders, *flags] for flags, _ in cases], offline_env(tmp_path))
+    for result, (_, message) in zip(results, cases, strict=True):
+        assert message in error_line(result, exit_code=2)
+
+
+def test_help_documents_the_testing_aid():
+    assert "testing aid" in " ".join(fid_score.build_parser().format_help().split())

@@ -1,0 +1,107 @@
+"""pytorch_fid.inception_score: the score on logits with known answers, and the script."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from pytorch_fid.data import open_images
+from pytorch_fid.inception import InceptionV3
+from pytorch_fid.inception_score import get_logits, inception_score_from_logits, sample_source
+from tests._fid_helpers import error_line, offline_env, random_images, run_cli, run_clis, write_images
+
+CONFIDENT = 1e4  # a logit margin that makes the softmax one-hot in float64
+
+
+def one_hot_logits(classes, width=1008):
+    """(len(classes), width) logits predicting ``classes`` with certainty."""
+    logits = np.zeros((len(classes), width))
+    logits[np.arange(len(classes)), classes] = CONFIDENT
+    return logits
+
+
+def test_uniform_predictions_score_one():
+    mean, std = inception_score_from_logits(np.zeros((50, 1008)), splits=5)
+    assert mean == pytest.approx(1.0) and std == pytest.approx(0.0, abs=1e-12)
+
+
+def test_confident_predictions_spread_evenly_score_the_class_count():
+    logits = one_hot_logits(np.tile(np.arange(10), 10))  # every split of 10 holds each class once
+    mean, std = inception_score_from_logits(logits, splits=10)
+    assert mean == pytest.approx(10.0) and std == pytest.approx(0.0, abs=1e-9)
+
+
+def test_splits_and_their_spread():
+    """One split sees a single class (score 1), the other four classes evenly (score 4)."""
+    logits = one_hot_logits([7] * 8 + [0, 1, 2, 3] * 2)
+    mean, std = inception_score_from_logits(logits, splits=2)
+    assert (mean, std) == (pytest.approx(2.5), pytest.approx(1.5))
+
+
+def test_a_hand_computed_score():
+    """p(y|x) = (1, 0) and (1/2, 1/2): p(y) = (3/4, 1/4), KLs log(4/3) and (log(2/3) + log 2) / 2."""
+    logits = np.full((2, 1008), -CONFIDENT)
+    logits[0, 0] = 0.0
+    logits[1, :2] = 0.0
+    expected = np.exp((np.log(4 / 3) + 0.5 * (np.log(2 / 3) + np.log(2))) / 2)
+    assert inception_score_from_logits(logits, splits=1) == (pytest.approx(expected), 0.0)
+
+
+def test_only_the_first_1000_classes_count():
+    logits = np.zeros((20, 1008))
+    logits[:10, 1000 + np.arange(8)] = CONFIDENT  # would make the score larger if it counted
+    assert inception_score_from_logits(logits, splits=2)[0] == pytest.approx(1.0)
+
+
+def test_more_splits_than_samples():
+    with pytest.raises(ValueError, match="3 samples cannot make 10 splits"):
+        inception_score_from_logits(np.zeros((3, 1008)))
+
+
+def test_samples_npz_is_preferred(tmp_path):
+    assert sample_source(tmp_path) == tmp_path
+    np.savez(tmp_path / "samples.npz", samples=random_images(2))
+    assert sample_source(tmp_path) == tmp_path / "samples.npz"
+
+
+def test_script_prints_the_score_of_samples_npz(tmp_path):
+    np.savez(tmp_path / "samples.npz", samples=random_images(4, seed=3))
+    flags = ["--splits", "2", "--random-weights", "--num_workers", "0", "--device", "cpu"]
+    script = ["./pytorch_fid/inception_score.py", "--sample_dir", tmp_path]
+    result = run_cli([*script, *flags], offline_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    match = re.fullmatch(r"Inception Score = (\S+) ± (\S+)\n", result.stdout)
+    assert match, result.stdout
+    model = InceptionV3(random_weights=True)
+    expected = inception_score_from_logits(get_logits(open_images(tmp_path / "samples.npz"), model), 2)
+    assert (float(match[1]), float(match[2])) == (pytest.approx(expected[0], abs=1e-4),
+                                                  pytest.approx(expected[1], abs=1e-4))
+
+
+def test_logits_come_from_the_fid_network():
+    model = InceptionV3(random_weights=True)
+    images = torch.from_numpy(random_images(2)).permute(0, 3, 1, 2) / 255
+    dataset = list(images)
+    logits = get_logits(dataset, model, batch_size=2)
+    with torch.no_grad():
+        expected = model.fc(model(images)[0].flatten(1))
+    assert logits.shape == (2, 1008)
+    np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_script_bad_inputs(tmp_path):
+    (tmp_path / "empty").mkdir()
+    write_images(tmp_path / "three", random_images(3))
+    script = "./pytorch_fid/inception_score.py"
+    three = [script, "--sample_dir", tmp_path / "three"]
+    cases = [
+        (["-m", "pytorch_fid.inception_score", "--sample_dir", tmp_path / "gone"], 1, "gone does not exist"),
+        ([script, "--sample_dir", tmp_path / "empty"], 1, "no image files"),
+        (three, 1, "3 samples cannot make 10 splits"),
+        ([*three, "--splits", "3", "--device", "cpu"], 1, "DDGAN_INCEPTION_WEIGHTS"),
+    ]
+    results = run_clis([args for args, _, _ in cases], offline_env(tmp_path))
+    for result, (_, exit_code, message) in zip(results, cases, strict=True):
+        line = error_line(result, exit_code)
+        assert line.startswith("inception_score: error:") and message in line, line
