@@ -165,6 +165,7 @@ def save_fid_stats(paths, batch_size, device, dims, num_workers=1, weights=None,
     images = _open(source)
     model = None if isinstance(images, tuple) else fid_inception(dims, weights, random_weights).to(device)
     mu, sigma = _statistics(images, model, batch_size, dims, device, num_workers)
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     np.savez_compressed(target, mu=mu, sigma=sigma)
 
 

@@ -32,6 +32,12 @@ def unwrap(model):
     return getattr(model, "module", model)
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_save(obj, path):
     """torch.save to a temporary file in the same folder, fsync, then rename over ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -42,6 +48,7 @@ def atomic_save(obj, path):
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -124,3 +131,32 @@ def load_generator(path, device, args=None, explicit=()):
         raise _mismatch(path, problems, "pass the flags the checkpoint was trained with")
     generator.load_state_dict(state_dict, strict=True)
     return generator.to(device).eval(), config
+
+
+# Training content (content.pth): written by utils.training, read back by --resume.
+CONTENT_KEYS = ("epoch", "iteration", "global_step", "args", "model_config", "world_size", "netG_dict",
+                "netD_dict", "optimizerG", "optimizerD", "schedulerG", "schedulerD", "ema", "rng")
+
+
+def save_content(path, content):
+    """Write a resumable training state (a dict with CONTENT_KEYS) atomically."""
+    missing = [key for key in CONTENT_KEYS if key not in content]
+    if missing:
+        raise KeyError(f"training content lacks {', '.join(missing)}")
+    atomic_save(content, path)
+
+
+def load_content(path, mmap=False):
+    """Read a content.pth (weights only; ``mmap`` to peek without reading every tensor)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no training content at {path}: train with --save_content, "
+                              "or check --exp/--dataset/--save_dir")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:
+        raise CheckpointError(f"cannot read {path} ({type(err).__name__}): the file is damaged; "
+                              "restore a copy or start a new run") from None
+    if not isinstance(content, dict) or any(key not in content for key in CONTENT_KEYS):
+        raise CheckpointError(f"{path} is not a content.pth written by this train_ddgan.py "
+                              "(the reference's cannot be resumed here): start a new run")
+    return content
