@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 from utils import checkpoint, sampling
-from utils.flags import MODEL_KEYS, add_common_flags, add_model_flags, check_model_flags
+from utils.flags import MODEL_KEYS, add_common_flags, add_model_flags, add_performance_flags, check_model_flags
 from utils.test_flags import add_test_flags, resolve_test_flags
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -34,6 +34,7 @@ def build_parser():
     add_common_flags(parser)
     add_model_flags(parser)
     add_test_flags(parser)
+    add_performance_flags(parser)
     return parser
 
 
@@ -58,7 +59,8 @@ def load_sampler(args):
     """The generator of ``args.checkpoint`` wrapped in a Sampler on ``args.device``."""
     generator, config = checkpoint.load_generator(args.checkpoint, args.device, args, args.explicit)
     print(f"loaded {args.checkpoint} ({config['image_size']} px, T = {config['num_timesteps']})")
-    return sampling.Sampler(generator, config, args.device)
+    return sampling.Sampler(generator, config, args.device, amp=args.amp, channels_last=args.channels_last,
+                            compile=args.compile)
 
 
 def default_fid_stats(dataset):

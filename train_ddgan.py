@@ -19,6 +19,7 @@ def build_parser():
     flags.add_model_flags(parser)
     datasets_prep.add_data_flags(parser)
     train_flags.add_train_flags(parser)
+    flags.add_performance_flags(parser)
     return parser
 
 

@@ -10,12 +10,21 @@ Shapes: ``real`` (B, C, H, W) in [-1, 1]; ``t`` (B,) int64 in [0, T); logits (B,
 import torch
 import torch.nn.functional as F
 
+from utils import performance
 from utils.diffusion import q_sample_pairs, sample_posterior
 
 
-def r1_penalty(d_out, x):
-    """Mean over the batch of ||d sum(d_out) / dx||^2, keeping the graph for backward."""
-    (grad,) = torch.autograd.grad(outputs=d_out.sum(), inputs=x, create_graph=True)
+def r1_penalty(d_out, x, scaler=None):
+    """Mean over the batch of ||d sum(d_out) / dx||^2, keeping the graph for backward.
+
+    With an active fp16 GradScaler the gradient is taken of the scaled sum (so it does not
+    underflow) and unscaled before squaring.
+    """
+    scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else None
+    total = d_out.sum() if scale is None else d_out.sum() * scale
+    (grad,) = torch.autograd.grad(outputs=total, inputs=x, create_graph=True)
+    if scale is not None:
+        grad = grad.float() / scale
     return (grad.view(grad.size(0), -1).norm(2, dim=1) ** 2).mean()
 
 
@@ -26,11 +35,25 @@ class DDGANLoss:
     Diffusion_Coefficients / Posterior_Coefficients of the run.
     """
 
-    def __init__(self, G, D, coeff, pos_coeff, num_timesteps, nz, r1_gamma, lazy_reg=None):
+    def __init__(self, G, D, coeff, pos_coeff, num_timesteps, nz, r1_gamma, lazy_reg=None, amp="none",
+                 scaler=None):
         self.G, self.D = G, D
         self.coeff, self.pos_coeff = coeff, pos_coeff
         self.num_timesteps, self.nz = num_timesteps, nz
         self.r1_gamma, self.lazy_reg = r1_gamma, lazy_reg
+        self.amp = amp
+        self.scaler = scaler if scaler is not None else performance.grad_scaler("none", "cpu")
+
+    def backward(self, loss, **kwargs):
+        """loss.backward(), through the GradScaler when fp16 is on (a no-op scale otherwise)."""
+        self.scaler.scale(loss).backward(**kwargs)
+
+    def run_d(self, x, t, x_tp1, eager=False):
+        """D's logits (B,) in float32, under ``--amp``; ``eager`` bypasses torch.compile (R1's
+        double backward needs it)."""
+        disc = performance.eager(self.D) if eager else self.D
+        with performance.autocast(self.amp, x.device):
+            return disc(x, t, x_tp1).view(-1).float()
 
     def r1_due(self, global_step):
         """R1 every step, or with ``lazy_reg`` k only when global_step % k == 0."""
@@ -47,7 +70,8 @@ class DDGANLoss:
     def fake_pairs(self, x_tp1, t):
         """z ~ N(0, I), x_0' = G(x_{t+1}, t, z), then x_t' ~ q(x_t | x_0', x_{t+1})."""
         latent_z = torch.randn(x_tp1.size(0), self.nz, device=x_tp1.device)
-        x_0_predict = self.G(x_tp1.detach(), t, latent_z)
+        with performance.autocast(self.amp, x_tp1.device):
+            x_0_predict = self.G(x_tp1.detach(), t, latent_z).float()
         return sample_posterior(self.pos_coeff, x_0_predict, x_tp1, t)
 
     def accumulate_d_real(self, real, global_step):
@@ -57,14 +81,14 @@ class DDGANLoss:
         """
         t, x_t, x_tp1 = self.draw_pairs(real)
         x_t.requires_grad_(True)
-        d_real = self.D(x_t, t, x_tp1.detach()).view(-1)
-        err = F.softplus(-d_real).mean()
         apply_r1 = self.r1_due(global_step)
-        err.backward(retain_graph=apply_r1)
+        d_real = self.run_d(x_t, t, x_tp1.detach(), eager=apply_r1)
+        err = F.softplus(-d_real).mean()
+        self.backward(err, retain_graph=apply_r1)
         penalty = None
         if apply_r1:
-            penalty = r1_penalty(d_real, x_t)
-            (self.r1_gamma / 2 * penalty).backward()
+            penalty = r1_penalty(d_real, x_t, self.scaler)
+            self.backward(self.r1_gamma / 2 * penalty)
         return err.detach(), None if penalty is None else penalty.detach(), t, x_tp1
 
     def accumulate_d_fake(self, x_tp1, t):
@@ -75,14 +99,14 @@ class DDGANLoss:
         """
         with torch.no_grad():
             x_pos_sample = self.fake_pairs(x_tp1, t)
-        err = F.softplus(self.D(x_pos_sample, t, x_tp1.detach()).view(-1)).mean()
-        err.backward()
+        err = F.softplus(self.run_d(x_pos_sample, t, x_tp1.detach())).mean()
+        self.backward(err)
         return err.detach()
 
     def accumulate_g(self, real):
         """Fresh t, pairs and z from the same real batch; softplus(-D(x_t', t, x_{t+1})).mean()."""
         t, _, x_tp1 = self.draw_pairs(real)
         x_pos_sample = self.fake_pairs(x_tp1, t)
-        err = F.softplus(-self.D(x_pos_sample, t, x_tp1.detach()).view(-1)).mean()
-        err.backward()
+        err = F.softplus(-self.run_d(x_pos_sample, t, x_tp1.detach())).mean()
+        self.backward(err)
         return err.detach(), x_pos_sample.detach()

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from utils import performance
 from utils.diffusion import Posterior_Coefficients, get_time_schedule, sample_from_model
 from utils.flags import namespace
 
@@ -43,10 +44,15 @@ def to_uint8(x):
 class Sampler:
     """The reverse chain of one generator: ``sampler(n)`` -> (n, C, H, W) images in [-1, 1]."""
 
-    def __init__(self, generator, config, device):
-        self.generator = generator
-        self.opt = namespace(config)
+    def __init__(self, generator, config, device, amp="none", channels_last=False, compile=False):
+        """``amp``, ``channels_last``, ``compile``: the opt-in fast paths (utils.performance); on CUDA
+        ``compile`` uses CUDA graphs for the fixed-shape steps."""
         self.device = torch.device(device)
+        self.amp, self.channels_last = amp, channels_last
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        generator = performance.prepare_model(generator, channels_last)
+        self.generator = performance.maybe_compile(generator, compile, mode=mode)
+        self.opt = namespace(config)
         self.coeff = Posterior_Coefficients(self.opt, self.device)
         self.times = get_time_schedule(self.opt, self.device)
 
@@ -58,7 +64,10 @@ class Sampler:
     def chain(self, x_init):
         """Run the T generator steps from ``x_init`` (on the device)."""
         opt = self.opt
-        return sample_from_model(self.coeff, self.generator, opt.num_timesteps, x_init, self.times, opt)
+        x_init = performance.prepare_input(x_init, self.channels_last)
+        with performance.autocast(self.amp, self.device):
+            x = sample_from_model(self.coeff, self.generator, opt.num_timesteps, x_init, self.times, opt)
+        return x.float()
 
     def __call__(self, n):
         return self.chain(self.noise(n))

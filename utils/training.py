@@ -32,7 +32,7 @@ from tqdm import tqdm
 import datasets_prep
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from utils import checkpoint, diffusion
+from utils import checkpoint, diffusion, performance
 from utils.distributed import all_reduce, barrier, check_devices, gather_objects, planned_world_size, print0
 from utils.ema import EMA
 from utils.flags import model_config, namespace
@@ -204,13 +204,17 @@ class Trainer:
         self.folder = run_dir(args)
         self.config = model_config(args)
         netG, netD = build_models(args, ctx.device)
+        for net in (netG, netD):
+            performance.prepare_model(net, args.channels_last)
         self.optG, self.optD, self.schedG, self.schedD = build_optimizers(args, netG, netD)
-        self.netG, self.netD = wrap_ddp(netG, ctx), wrap_ddp(netD, ctx)
+        self.netG = performance.maybe_compile(wrap_ddp(netG, ctx), args.compile)
+        self.netD = performance.maybe_compile(wrap_ddp(netD, ctx), args.compile)
+        self.scaler = performance.grad_scaler(args.amp, ctx.device)
         self.ema = EMA(netG, args.ema_decay) if args.use_ema else None
         self.coeff = diffusion.Diffusion_Coefficients(args, ctx.device)
         self.pos_coeff = diffusion.Posterior_Coefficients(args, ctx.device)
         self.loss = DDGANLoss(self.netG, self.netD, self.coeff, self.pos_coeff, args.num_timesteps, args.nz,
-                              args.r1_gamma, args.lazy_reg)
+                              args.r1_gamma, args.lazy_reg, amp=args.amp, scaler=self.scaler)
         self.loader, self.sampler = make_loader(args, ctx, dataset)
         self.epoch, self.iteration, self.global_step = 0, 0, 0
         self.stop = StopRequest()
@@ -227,11 +231,12 @@ class Trainer:
         self.netD.zero_grad()
         err_real, penalty, t, x_tp1 = self.loss.accumulate_d_real(real, self.global_step)
         err_fake = self.loss.accumulate_d_fake(x_tp1, t)
-        self.optD.step()
+        self.scaler.step(self.optD)
         set_requires_grad(self.netD, False)
         self.netG.zero_grad()
         err_g, self.last["x_pos"] = self.loss.accumulate_g(real)
-        self.optG.step()
+        self.scaler.step(self.optG)
+        self.scaler.update()
         if self.ema is not None:
             self.ema.update(self.generator)
         self.global_step += 1
@@ -264,6 +269,7 @@ class Trainer:
         batches = iter(self.loader)
         while self.iteration < total:
             real = next(batches)[0].to(ctx.device, non_blocking=True)
+            real = performance.prepare_input(real, args.channels_last)
             err_d, err_g, r1, r1_count, stop = self.reduced_stats(*self.train_step(real))
             err_d, err_g = err_d / ctx.world_size, err_g / ctx.world_size
             self.check_finite(epoch, self.iteration, err_d, err_g, r1)
@@ -302,7 +308,8 @@ class Trainer:
                 "netD_dict": checkpoint.unwrap(self.netD).state_dict(),
                 "optimizerG": self.optG.state_dict(), "optimizerD": self.optD.state_dict(),
                 "schedulerG": self.schedG.state_dict(), "schedulerD": self.schedD.state_dict(),
-                "ema": None if self.ema is None else self.ema.state_dict(), "rng": rng}
+                "ema": None if self.ema is None else self.ema.state_dict(), "rng": rng,
+                "scaler": self.scaler.state_dict()}
 
     def save_content(self):
         content = self.content()
@@ -320,6 +327,8 @@ class Trainer:
         self.schedD.load_state_dict(content["schedulerD"])
         if self.ema is not None:
             self.ema.load_state_dict(content["ema"])
+        if content.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(content["scaler"])
         self.epoch, self.iteration = content["epoch"], content["iteration"]
         self.global_step = content["global_step"]
         self.restore_rng(content)
