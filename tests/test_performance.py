@@ -106,3 +106,16 @@ def test_bench_quick_mode_records_rows(tmp_path):
     table = results.read_text().splitlines()
     assert len([line for line in table if line.startswith("| 20")]) == 3
     assert "bench.py --config tiny --quick" in table[-1]
+
+
+def test_r1_with_channels_last_inputs_equals_default():
+    from utils.loss import r1_penalty
+
+    _, disc = networks()
+    x, t, _ = inputs()
+    penalties = []
+    for channels_last in (False, True):
+        performance.prepare_model(disc, channels_last)
+        xi = performance.prepare_input(x.clone(), channels_last).requires_grad_(True)
+        penalties.append(r1_penalty(disc(xi, t, xi).view(-1), xi))
+    assert rel_error(penalties[1], penalties[0]) < CHANNELS_LAST_TOL

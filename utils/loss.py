@@ -25,7 +25,7 @@ def r1_penalty(d_out, x, scaler=None):
     (grad,) = torch.autograd.grad(outputs=total, inputs=x, create_graph=True)
     if scale is not None:
         grad = grad.float() / scale
-    return (grad.view(grad.size(0), -1).norm(2, dim=1) ** 2).mean()
+    return (grad.reshape(grad.size(0), -1).norm(2, dim=1) ** 2).mean()
 
 
 class DDGANLoss:
