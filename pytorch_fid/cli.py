@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import torch
 
 from pytorch_fid.inception import FID_WEIGHTS_NAME, WEIGHTS_ENV_VARS, InceptionV3
+from utils.flags import device_type
 
 
 def positive_int(text):
@@ -23,16 +24,6 @@ def non_negative_int(text):
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
-
-
-def device_type(text):
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text}: no CUDA device is available, use --device cpu")
-    return device
 
 
 def default_workers():

@@ -9,6 +9,8 @@ configuration that checkpoints carry, so sampling needs no model flags.
 
 import argparse
 
+import torch
+
 DATASETS = ("cifar10", "stackmnist", "lsun", "celeba_256", "ffhq_256", "folder", "stacked_digits")
 
 # The fields NCSNpp and the diffusion read; stored in every checkpoint.
@@ -59,6 +61,19 @@ def _ranged(kind, low=None, high=None, low_open=False):
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def device_type(text):
+    """``auto`` (CUDA when available), or any torch device string such as ``cpu`` or ``cuda:1``."""
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"--device {text}: CUDA is not available here, use --device cpu")
+    return device
 
 
 positive_int = _ranged(int, 1)

@@ -7,28 +7,13 @@ to ``None`` so that the script can tell "not given" (one grid, as the reference)
 "given" (that many files); ``resolve_test_flags`` fills it and checks the combinations.
 """
 
-import argparse
 
-import torch
 
-from utils.flags import nonneg_int, positive_int
+from utils.flags import device_type, nonneg_int, positive_int
 
 DEFAULT_NUM_SAMPLES = 50000
 MODE_DATASETS = ("stacked_digits", "stackmnist")
 PR_K = 3
-
-
-def device_type(text):
-    """``auto`` (CUDA when available), or any torch device string such as ``cpu`` or ``cuda:1``."""
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"--device {text}: CUDA is not available here, use --device cpu")
-    return device
 
 
 def add_test_flags(parser):
