@@ -18,5 +18,7 @@ $PY train_ddgan.py "${MODEL[@]}" --batch_size 64 --stacked_digits_length 3200 --
     --save_ckpt_every "$EPOCHS" --num_workers 0 --no-tensorboard
 echo "training took $(( $(date +%s) - start )) s"
 $PY test_ddgan.py --dataset stacked_digits --exp "$EXP" --epoch_id "$EPOCHS" --batch_size 100 --output_dir assets
+$PY -c "from PIL import Image; im = Image.open('assets/samples_stacked_digits.png'); \
+im.resize((4 * im.width, 4 * im.height), Image.NEAREST).save('assets/samples_stacked_digits_x4.png')"
 $PY test_ddgan.py --dataset stacked_digits --exp "$EXP" --epoch_id "$EPOCHS" --batch_size 1000 --mode_coverage
-echo "demo took $(( $(date +%s) - start )) s; grid: assets/samples_stacked_digits.png"
+echo "demo took $(( $(date +%s) - start )) s; grid: assets/samples_stacked_digits.png (x4: _x4.png)"
