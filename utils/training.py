@@ -156,14 +156,6 @@ def set_requires_grad(model, flag):
         param.requires_grad = flag
 
 
-def atomic_write_text(text, path):
-    """Write ``text`` to a temporary file and rename it over ``path``."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def remove_stale_temporaries(folder):
     """Delete the temporary files a killed run left behind (never a finished file)."""
     for path in glob.glob(os.path.join(folder, "*.tmp")):
@@ -365,10 +357,8 @@ class Trainer:
         self.save_image(fake, f"sample_discrete_epoch_{epoch}.png")
 
     def save_image(self, images, name):
-        path = os.path.join(self.folder, name)
-        tmp = f"{path}.tmp"
-        torchvision.utils.save_image(images, tmp, normalize=True, format="png")
-        os.replace(tmp, path)
+        checkpoint.atomic_write(os.path.join(self.folder, name),
+                                lambda f: torchvision.utils.save_image(images, f, normalize=True, format="png"))
 
     def save_generator(self, epoch):
         """netG_{epoch}.pth: the EMA weights with --use_ema, in the reference's key layout + config."""
@@ -439,8 +429,8 @@ def open_run_folder(trainer):
     args = trainer.args
     os.makedirs(trainer.folder, exist_ok=True)
     remove_stale_temporaries(trainer.folder)
-    atomic_write_text(json.dumps(vars(args), indent=2, sort_keys=True) + "\n",
-                      os.path.join(trainer.folder, "args.json"))
+    text = json.dumps(vars(args), indent=2, sort_keys=True) + "\n"
+    checkpoint.atomic_write(os.path.join(trainer.folder, "args.json"), lambda f: f.write(text.encode()))
     if args.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
