@@ -21,7 +21,6 @@ import shlex
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -35,7 +34,7 @@ from torch.utils.data import TensorDataset  # noqa: E402
 from torch.utils.flop_counter import flop_registry  # noqa: E402
 
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp  # noqa: E402
-from utils import flags  # noqa: E402
+from utils import flags, performance  # noqa: E402
 from utils.distributed import Context  # noqa: E402
 from utils.sampling import Sampler  # noqa: E402
 from utils.training import Trainer  # noqa: E402
@@ -83,32 +82,6 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------- timing
-
-def synchronize(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_call(fn, device, warmup, repeats):
-    """Seconds per call of ``fn``: list of ``repeats`` timings after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        if torch.device(device).type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end) / 1000)
-        else:
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return times
-
 
 def summarize(times):
     """Median and interquartile range (seconds)."""
@@ -222,7 +195,7 @@ def record(args, rows, command):
 def measure(args, what, fn, batch):
     flops = count_flops(fn)
     peak = peak_memory(args.device, fn)
-    median, spread = summarize(time_call(fn, args.device, args.warmup, args.repeats))
+    median, spread = summarize(performance.time_calls(fn, args.device, args.warmup, args.repeats))
     return {"config": args.config, "what": what, "device": args.device, "machine": machine(args.device),
             "torch": torch.__version__, "batch": batch, "amp": args.amp, "channels_last": args.channels_last,
             "compile": args.compile, "median_s": median, "spread_s": spread, "img_per_s": batch / median,

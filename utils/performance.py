@@ -6,6 +6,7 @@ sampler read the same in all modes.
 """
 
 import contextlib
+import time
 
 import torch
 
@@ -45,3 +46,29 @@ def maybe_compile(model, enabled, **kwargs):
 def eager(model):
     """The uncompiled module behind ``maybe_compile`` (needed for double backward, e.g. R1)."""
     return getattr(model, "_orig_mod", model)
+
+
+def time_calls(fn, device, warmup, repeats):
+    """Seconds taken by each of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls:
+    CUDA events on a GPU, perf_counter otherwise."""
+    for _ in range(warmup):
+        fn()
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+    return [(_cuda_seconds if cuda else _cpu_seconds)(fn) for _ in range(repeats)]
+
+
+def _cuda_seconds(run):
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    run()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1000.0
+
+
+def _cpu_seconds(run):
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start

@@ -14,7 +14,6 @@ array in ``samples.npz``) so metrics see exactly these values.
 import os
 import queue
 import threading
-import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -104,26 +103,8 @@ def save_grid(sampler, batch_size, seed, path):
 def time_sampling(sampler, batch_size, repeats, warmup):
     """Seconds to sample one batch from a fixed x_T: (mean, std) over ``repeats`` after ``warmup`` runs."""
     x_init = sampler.noise(batch_size)
-    for _ in range(warmup):
-        sampler.chain(x_init)
-    timer = _cuda_seconds if sampler.device.type == "cuda" else _cpu_seconds
-    seconds = np.array([timer(lambda: sampler.chain(x_init)) for _ in range(repeats)])
+    seconds = np.array(performance.time_calls(lambda: sampler.chain(x_init), sampler.device, warmup, repeats))
     return float(seconds.mean()), float(seconds.std())
-
-
-def _cuda_seconds(run):
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    run()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / 1000.0
-
-
-def _cpu_seconds(run):
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
 
 
 class NpzStream:
