@@ -68,6 +68,8 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="CI mode: batch 4, 1 warm-up, 2 repeats")
     parser.add_argument("--no_record", action="store_true", help="do not append to RESULTS.md")
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file the rows go to")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="also profile one call of each workload: top-op table and Chrome trace into DIR")
     flags.add_performance_flags(parser)
     args = parser.parse_args(argv)
     model_parser = argparse.ArgumentParser()
@@ -126,6 +128,54 @@ def peak_memory(device, fn):
     torch.cuda.reset_peak_memory_stats(device)
     fn()
     return torch.cuda.max_memory_allocated(device) / 2**30
+
+
+# ----------------------------------------------------------------------------- profiling
+
+# Where the time goes, by kind of operator (first match wins; the rest is "other").
+OP_CLASSES = (
+    ("convolution", ("conv", "cudnn", "winograd", "implicit_gemm")),
+    ("matmul", ("mm", "matmul", "linear", "gemm", "cutlass", "sm90_xmma")),
+    ("attention", ("attention", "flash", "fmha", "softmax")),
+    ("normalization", ("group_norm", "norm")),
+    ("elementwise", ("add", "mul", "sub", "div", "silu", "leaky", "relu", "sigmoid", "copy", "fill", "cat",
+                     "elementwise", "vectorized", "triton", "where", "pow", "sqrt", "exp", "rsqrt", "clamp")),
+)
+
+
+def op_class(name):
+    name = name.lower()
+    return next((kind for kind, keys in OP_CLASSES if any(key in name for key in keys)), "other")
+
+
+def profile(fn, device, folder, name):
+    """Profile one call of ``fn`` (after the timing runs warmed it up).  Writes ``{name}.txt`` (the
+    top-25 ops by self time) and ``{name}.trace.json`` (open in chrome://tracing or Perfetto), and
+    returns the share of self time per operator class: on CUDA that is kernel time on the GPU,
+    on the CPU the operators' own time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    cuda = torch.device(device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda
+    with torch_profile(activities=activities) as prof:
+        fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+    folder.mkdir(parents=True, exist_ok=True)
+    sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    (folder / f"{name}.txt").write_text(prof.key_averages().table(sort_by=sort_by, row_limit=25) + "\n")
+    prof.export_chrome_trace(str(folder / f"{name}.trace.json"))
+    shares = {}
+    if cuda:  # kernels, memcpys and memsets on the GPU
+        events = [(e.name, e.device_time_total) for e in prof.events()
+                  if e.device_type == torch.autograd.DeviceType.CUDA]
+    else:  # leaf CPU operators (self time only, so nothing counts twice)
+        events = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
+    total = sum(us for _, us in events) or 1.0
+    for op, us in events:
+        shares[op_class(op)] = shares.get(op_class(op), 0.0) + us / total
+    return {kind: round(share, 3) for kind, share in sorted(shares.items(), key=lambda kv: -kv[1])}
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -196,10 +246,14 @@ def measure(args, what, fn, batch):
     flops = count_flops(fn)
     peak = peak_memory(args.device, fn)
     median, spread = summarize(performance.time_calls(fn, args.device, args.warmup, args.repeats))
-    return {"config": args.config, "what": what, "device": args.device, "machine": machine(args.device),
+    row = {"config": args.config, "what": what, "device": args.device, "machine": machine(args.device),
             "torch": torch.__version__, "batch": batch, "amp": args.amp, "channels_last": args.channels_last,
             "compile": args.compile, "median_s": median, "spread_s": spread, "img_per_s": batch / median,
             "peak_gib": peak, "flops": flops, "tflops": flops / median / 1e12}
+    if args.profile is not None:
+        tag = f"{args.config}_{what}_{args.amp}" + "_cl" * args.channels_last + "_compile" * args.compile
+        row["time_shares"] = profile(fn, args.device, args.profile, tag)
+    return row
 
 
 def main(argv=None):

@@ -16,7 +16,6 @@ import math
 import os
 import re
 
-import lmdb
 import numpy as np
 import torch.utils.data
 from PIL import Image
@@ -51,6 +50,10 @@ def open_readonly(path):
         return env
     if env is not None:
         env.close()  # the parent's handle, inherited through fork
+    try:
+        import lmdb  # here, not at the top: only LMDB data sets need the package
+    except ImportError:
+        raise DataError(f"reading the LMDB {path} needs the lmdb package: pip install lmdb") from None
     try:
         env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, max_readers=256)
     except lmdb.Error as error:

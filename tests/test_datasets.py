@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -263,6 +264,14 @@ def test_lmdb_errors(tmp_path):
     write_lsun_lmdb(str(tmp_path / "lsun"), random_images(1, 8, 8))
     with pytest.raises(DataError, match="not an image LMDB.*--dataset lsun"):
         check_data(make_args("--dataset", "celeba_256", "--datadir", tmp_path / "lsun"))
+
+
+def test_lmdb_package_is_needed_only_for_lmdb_data(tmp_path, monkeypatch):
+    """Without the lmdb package the rest loads (bench.py on a GPU image that lacks it); an LMDB says why."""
+    write_nvae_lmdb(str(tmp_path / "train.lmdb"), random_images(1, 8, 8))
+    monkeypatch.setitem(sys.modules, "lmdb", None)
+    with pytest.raises(DataError, match="needs the lmdb package: pip install lmdb"):
+        check_data(make_args("--dataset", "celeba_256", "--datadir", tmp_path / "train.lmdb"))
 
 
 # --- folder --------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from utils import performance
 
 BF16_TOL = 5e-2  # bf16 keeps 8 mantissa bits; measured 0.4 % (G) and 2.3 % (D) here
 CHANNELS_LAST_TOL = 1e-5  # same math, other summation order
+COMPILE_TOL = 1e-4  # inductor fuses and reorders fp32 arithmetic
 
 
 def networks():
@@ -99,10 +100,17 @@ def test_bench_quick_mode_records_rows(tmp_path):
     from benchmarks import bench
 
     results = tmp_path / "RESULTS.md"
-    rows = bench.main(["--config", "tiny", "--quick", "--device", "cpu", "--results", str(results)])
+    profiles = tmp_path / "profiles"
+    rows = bench.main(["--config", "tiny", "--quick", "--device", "cpu", "--results", str(results),
+                       "--profile", str(profiles)])
     assert [r["what"] for r in rows] == ["sample", "train_r1_step", "train_plain_step"]
     for row in rows:
         assert row["median_s"] > 0 and row["flops"] > 0 and row["img_per_s"] > 0
+        shares = row["time_shares"]
+        assert abs(sum(shares.values()) - 1) < 0.01 and max(shares, key=shares.get) == "convolution"
+        name = f"tiny_{row['what']}_none"
+        assert "convolution" in (profiles / f"{name}.txt").read_text()
+        assert (profiles / f"{name}.trace.json").stat().st_size > 0
     table = results.read_text().splitlines()
     assert len([line for line in table if line.startswith("| 20")]) == 3
     assert "bench.py --config tiny --quick" in table[-1]
@@ -119,3 +127,20 @@ def test_r1_with_channels_last_inputs_equals_default():
         xi = performance.prepare_input(x.clone(), channels_last).requires_grad_(True)
         penalties.append(r1_penalty(disc(xi, t, xi).view(-1), xi))
     assert rel_error(penalties[1], penalties[0]) < CHANNELS_LAST_TOL
+
+
+def test_compiled_sampler_agrees_with_eager():
+    """--compile (inductor, here on the CPU) runs the same T-step chain as the eager sampler."""
+    from utils.flags import model_config
+    from utils.sampling import Sampler
+
+    generator, _ = networks()
+    config = model_config(argparse.Namespace(**TINY))
+    x_init = torch.randn(4, 3, 16, 16)
+    chains = []
+    for compile in (False, True):
+        sampler = Sampler(generator, config, "cpu", compile=compile)
+        with torch.no_grad():
+            torch.manual_seed(5)
+            chains.append(sampler.chain(x_init))
+    assert rel_error(chains[1], chains[0]) < COMPILE_TOL
