@@ -168,7 +168,7 @@ def profile(fn, device, folder, name):
     prof.export_chrome_trace(str(folder / f"{name}.trace.json"))
     shares = {}
     if cuda:  # kernels, memcpys and memsets on the GPU
-        events = [(e.name, e.device_time_total) for e in prof.events()
+        events = [(e.name, e.time_range.elapsed_us()) for e in prof.events()
                   if e.device_type == torch.autograd.DeviceType.CUDA]
     else:  # leaf CPU operators (self time only, so nothing counts twice)
         events = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
