@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -25,6 +26,7 @@ from tests._data_formats import (
     write_mnist,
     write_nvae_lmdb,
 )
+from tests._train_helpers import REPO, TINY
 from utils.flags import DATASETS, add_common_flags, add_model_flags
 
 
@@ -272,6 +274,17 @@ def test_lmdb_package_is_needed_only_for_lmdb_data(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "lmdb", None)
     with pytest.raises(DataError, match="needs the lmdb package: pip install lmdb"):
         check_data(make_args("--dataset", "celeba_256", "--datadir", tmp_path / "train.lmdb"))
+    # Through the CLI, in a fresh interpreter where lmdb cannot be imported at all.
+    argv = [*TINY, "--dataset", "celeba_256", "--datadir", str(tmp_path / "train.lmdb"),
+            "--save_dir", str(tmp_path / "runs")]
+    script = ("import runpy, sys; sys.modules['lmdb'] = None; "
+              f"sys.argv = ['train_ddgan.py', *{argv!r}]; runpy.run_path('train_ddgan.py', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=180)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: reading the LMDB"), result.stderr
+    assert "needs the lmdb package: pip install lmdb" in result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 # --- folder --------------------------------------------------------------------------------------
