@@ -12,7 +12,9 @@ import torch.nn as nn
 
 from .. import legacy
 from . import up_or_down_sampling as updown
-from .layers import conv2d, dense, get_timestep_embedding
+from .layers import fan_out_conv2d as conv2d
+from .layers import fan_out_dense as dense
+from .layers import get_timestep_embedding
 
 
 class TimestepEmbedding(nn.Module):
@@ -55,7 +57,7 @@ class _Discriminator(nn.Module):
     stddev_group = 4
     stddev_feat = 1
 
-    def __init__(self, nc, ngf, t_emb_dim, act, widths, downsample):
+    def __init__(self, nc, ngf, t_emb_dim, act, widths, downsample, final_init_scale):
         super().__init__()
         act = act or nn.LeakyReLU(0.2)
         self.act = act
@@ -66,7 +68,8 @@ class _Discriminator(nn.Module):
             block = DownConvBlock(ngf * widths[i], ngf * widths[i + 1], t_emb_dim=t_emb_dim,
                                   downsample=downsample[i], act=act)
             setattr(self, f"conv{i + 1}", block)
-        self.final_conv = conv2d(ngf * widths[-1] + 1, ngf * widths[-1], 3, padding=1, init_scale=0.0)
+        self.final_conv = conv2d(ngf * widths[-1] + 1, ngf * widths[-1], 3, padding=1,
+                                 init_scale=final_init_scale)
         self.end_linear = dense(ngf * widths[-1], 1)
         self._register_load_state_dict_pre_hook(legacy.ddp_prefix_load_hook, with_module=True)
 
@@ -94,7 +97,8 @@ class Discriminator_small(_Discriminator):
 
     def __init__(self, nc=3, ngf=64, t_emb_dim=128, act=None):
         """``act`` defaults to LeakyReLU(0.2)."""
-        super().__init__(nc, ngf, t_emb_dim, act, widths=(2, 2, 4, 8, 8), downsample=(False, True, True, True))
+        super().__init__(nc, ngf, t_emb_dim, act, widths=(2, 2, 4, 8, 8), downsample=(False, True, True, True),
+                         final_init_scale=0.0)
 
 
 class Discriminator_large(_Discriminator):
@@ -102,4 +106,5 @@ class Discriminator_large(_Discriminator):
 
     def __init__(self, nc=1, ngf=32, t_emb_dim=128, act=None):
         """``act`` defaults to LeakyReLU(0.2)."""
-        super().__init__(nc, ngf, t_emb_dim, act, widths=(2, 4, 8, 8, 8, 8, 8), downsample=(True,) * 6)
+        super().__init__(nc, ngf, t_emb_dim, act, widths=(2, 4, 8, 8, 8, 8, 8), downsample=(True,) * 6,
+                         final_init_scale=1.0)  # the reference's large D: default scale, not zero

@@ -56,6 +56,36 @@ def conv2d(in_ch, out_ch, kernel_size=3, stride=1, padding=1, bias=True, init_sc
     return conv
 
 
+def fan_out_uniform_(weight, scale=1.0):
+    """The initialiser of the reference's ``dense_layer`` module, in place: U(-b, b) with
+    b = sqrt(3 scale / max(1, fan_out)), fan_out = out x receptive field; scale 0 becomes 1e-10.
+
+    The reference asks for fan_avg here, but its fan helper returns fan_out for that mode; this
+    is the initialisation its (and the paper's) runs used, so it is kept as it was.
+    """
+    fan_out = weight.shape[0] * math.prod(weight.shape[2:])
+    bound = math.sqrt(3.0 * (1e-10 if scale == 0 else scale) / max(1.0, fan_out))
+    with torch.no_grad():
+        return weight.uniform_(-bound, bound)
+
+
+def fan_out_dense(in_features, out_features, init_scale=1.0):
+    """nn.Linear initialised as the reference's ``dense_layer.dense`` (AdaGN styles, z mapping, D)."""
+    layer = nn.Linear(in_features, out_features)
+    fan_out_uniform_(layer.weight, init_scale)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def fan_out_conv2d(in_ch, out_ch, kernel_size=3, padding=1, bias=True, init_scale=1.0):
+    """nn.Conv2d initialised as the reference's ``dense_layer.conv2d`` (the discriminators)."""
+    conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding, bias=bias)
+    fan_out_uniform_(conv.weight, init_scale)
+    if bias:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
 def conv3x3(in_ch, out_ch, stride=1, padding=1, bias=True, init_scale=1.0):
     return conv2d(in_ch, out_ch, 3, stride, padding, bias, init_scale)
 
@@ -112,7 +142,7 @@ class AdaptiveGroupNorm(nn.Module):
     def __init__(self, num_groups, in_channel, style_dim):
         super().__init__()
         self.norm = nn.GroupNorm(num_groups, in_channel, affine=False, eps=1e-6)
-        self.style = dense(style_dim, in_channel * 2)
+        self.style = fan_out_dense(style_dim, in_channel * 2)
         self.style.bias.data[:in_channel] = 1
         self.style.bias.data[in_channel:] = 0
 

@@ -138,9 +138,9 @@ class NCSNpp(nn.Module):
             self._register("out_norm", layers.group_norm(in_ch))
             self._register("out_conv", layers.conv3x3(in_ch, channels, init_scale=0.0))
 
-        mapping = [layers.PixelNorm(), layers.dense(config.nz, config.z_emb_dim), act]
+        mapping = [layers.PixelNorm(), layers.fan_out_dense(config.nz, config.z_emb_dim), act]
         for _ in range(config.n_mlp):
-            mapping += [layers.dense(config.z_emb_dim, config.z_emb_dim), act]
+            mapping += [layers.fan_out_dense(config.z_emb_dim, config.z_emb_dim), act]
         self.z_transform = nn.Sequential(*mapping)
         self._register_load_state_dict_pre_hook(legacy.generator_load_hook, with_module=True)
 
