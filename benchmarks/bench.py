@@ -34,7 +34,7 @@ from torch.utils.data import TensorDataset  # noqa: E402
 from torch.utils.flop_counter import flop_registry  # noqa: E402
 
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp  # noqa: E402
-from utils import flags, performance  # noqa: E402
+from utils import argtypes, flags, performance  # noqa: E402
 from utils.distributed import Context  # noqa: E402
 from utils.sampling import Sampler  # noqa: E402
 from utils.training import Trainer  # noqa: E402
@@ -60,11 +60,11 @@ def parse_args(argv=None):
     parser.add_argument("--config", default="cifar10", choices=sorted(CONFIGS), help="named model configuration")
     parser.add_argument("--what", nargs="+", default=["sample", "train"], choices=("sample", "train"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--sample_batch", type=flags.positive_int, default=None, help="default 100")
-    parser.add_argument("--train_batch", type=flags.positive_int, default=None, help="per-GPU batch")
-    parser.add_argument("--warmup", type=flags.nonneg_int, default=3)
-    parser.add_argument("--repeats", type=flags.positive_int, default=10)
-    parser.add_argument("--r1_gamma", type=flags.nonneg_float, default=0.02)
+    parser.add_argument("--sample_batch", type=argtypes.positive_int, default=None, help="default 100")
+    parser.add_argument("--train_batch", type=argtypes.positive_int, default=None, help="per-GPU batch")
+    parser.add_argument("--warmup", type=argtypes.nonneg_int, default=3)
+    parser.add_argument("--repeats", type=argtypes.positive_int, default=10)
+    parser.add_argument("--r1_gamma", type=argtypes.nonneg_float, default=0.02)
     parser.add_argument("--quick", action="store_true", help="CI mode: batch 4, 1 warm-up, 2 repeats")
     parser.add_argument("--no_record", action="store_true", help="do not append to RESULTS.md")
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file the rows go to")

@@ -16,7 +16,8 @@ from datasets_prep.folder import ImageFolder, find_images
 from datasets_prep.lmdb_io import PARTIAL_SUFFIX, ImageLmdb, find_image_lmdb, is_lmdb
 from datasets_prep.lsun import LSUN_SUBSET, LsunLmdb, find_lsun_lmdb, lsun_keys
 from datasets_prep.stackmnist import StackedMNIST, download_mnist, mnist_present
-from utils.flags import DATASETS, positive_int
+from utils.argtypes import positive_int
+from utils.flags import DATASETS
 
 DEFAULT_ROOT = "./data"  # the reference's root for cifar10 and stackmnist
 DEFAULT_DIGITS_LENGTH = 60_000

@@ -33,7 +33,7 @@ from datasets_prep.common import DataError, fit_square
 from datasets_prep.folder import find_images
 from datasets_prep.lmdb_io import LENGTH_KEY, PARTIAL_SUFFIX, PROGRESS_KEY, image_key, open_readonly, release
 from datasets_prep.lsun import find_lsun_lmdb
-from utils.flags import positive_int
+from utils.argtypes import positive_int
 
 COMMIT_EVERY = 256
 INITIAL_MAP_SIZE = 1 << 30

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 
 from pytorch_fid.inception import FID_WEIGHTS_NAME, WEIGHTS_ENV_VARS, InceptionV3
-from utils.flags import device_type
+from utils.argtypes import device as device_type
 
 
 def positive_int(text):

@@ -42,7 +42,7 @@ def test_lists_are_typed():
     (["--num_timesteps", "0"], "out of range"),
     (["--dropout", "1.5"], "out of range"),
     (["--beta_min", "-1"], "out of range"),
-    (["--nz", "ten"], "expected a int"),
+    (["--nz", "ten"], "expected an integer"),
     (["--dataset", "imagenet"], "invalid choice"),
     (["--resblock_type", "resnet"], "invalid choice"),
 ])

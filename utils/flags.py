@@ -9,7 +9,7 @@ configuration that checkpoints carry, so sampling needs no model flags.
 
 import argparse
 
-import torch
+from utils.argtypes import nonneg_int, positive_float, positive_int, unit_float
 
 DATASETS = ("cifar10", "stackmnist", "lsun", "celeba_256", "ffhq_256", "folder", "stacked_digits")
 
@@ -41,46 +41,6 @@ CH_MULT_BY_SIZE = {
     512: (1, 1, 2, 2, 4, 4, 4),
     1024: (1, 1, 2, 2, 4, 4, 4, 4),
 }
-
-
-def _ranged(kind, low=None, high=None, low_open=False):
-    """An argparse type: ``kind`` within [low, high] (or (low, high] with low_open)."""
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        too_low = low is not None and (value <= low if low_open else value < low)
-        if too_low or (high is not None and value > high):
-            bound = f"{'>' if low_open else '>='} {low}" if low is not None else ""
-            if high is not None:
-                bound = f"{bound} and <= {high}".lstrip(" and")
-            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {bound}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def device_type(text):
-    """``auto`` (CUDA when available), or any torch device string such as ``cpu`` or ``cuda:1``."""
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"--device {text}: CUDA is not available here, use --device cpu")
-    return device
-
-
-positive_int = _ranged(int, 1)
-nonneg_int = _ranged(int, 0)
-positive_float = _ranged(float, 0.0, low_open=True)
-nonneg_float = _ranged(float, 0.0)
-unit_float = _ranged(float, 0.0, 1.0)
 
 
 def _switch(group, name, default, help):

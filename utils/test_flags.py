@@ -9,7 +9,8 @@ to ``None`` so that the script can tell "not given" (one grid, as the reference)
 
 
 
-from utils.flags import device_type, nonneg_int, positive_int
+from utils.argtypes import device as device_type
+from utils.argtypes import nonneg_int, positive_int
 
 DEFAULT_NUM_SAMPLES = 50000
 MODE_DATASETS = ("stacked_digits", "stackmnist")

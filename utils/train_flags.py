@@ -9,7 +9,7 @@ and three switches for short runs (``--max_iters_per_epoch``, ``--stop_after_epo
 
 import argparse
 
-from utils.flags import nonneg_int, positive_float, positive_int, unit_float
+from utils.argtypes import nonneg_int, positive_float, positive_int, unit_float
 
 DEFAULT_SEED = 1024
 STDDEV_GROUP = 4  # the discriminators' minibatch-stddev group size
