@@ -39,12 +39,12 @@ class NCSNpp(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.act = act = nn.SiLU()
-        self.nf = nf = config.num_channels_dae
-        ch_mult = list(config.ch_mult)
+        self.act = nn.SiLU()
+        self.nf = config.num_channels_dae
+        self.ch_mult = list(config.ch_mult)
         self.num_res_blocks = config.num_res_blocks
         self.attn_resolutions = list(config.attn_resolutions)
-        self.num_resolutions = len(ch_mult)
+        self.num_resolutions = len(self.ch_mult)
         self.all_resolutions = [config.image_size // (2**i) for i in range(self.num_resolutions)]
         self.conditional = config.conditional
         self.skip_rescale = config.skip_rescale
@@ -53,26 +53,40 @@ class NCSNpp(nn.Module):
         self.progressive_input = config.progressive_input.lower()
         self.embedding_type = config.embedding_type.lower()
         self.not_use_tanh = config.not_use_tanh
-        fir, fir_kernel = config.fir, tuple(config.fir_kernel)
-        combine_method = config.progressive_combine.lower()
         self._reference_order = []
-
+        # Built in the reference's order: its flat module list and its draws from the RNG.
         self._build_time_embedding(config)
+        self._build_blocks(config)
+        hs_c = self._build_down(config)
+        self._build_mid(hs_c[-1])
+        in_ch = self._build_up(config, hs_c)
+        if self.progressive != "output_skip":
+            self._register("out_norm", layers.group_norm(in_ch))
+            self._register("out_conv", layers.conv3x3(in_ch, config.num_channels, init_scale=0.0))
+        self.z_transform = self._build_z_mapping(config)
+        self._register_load_state_dict_pre_hook(legacy.generator_load_hook, with_module=True)
 
-        attn = functools.partial(layers.AttnBlock, init_scale=0.0, skip_rescale=self.skip_rescale)
-        upsample = functools.partial(layers.Upsample, with_conv=config.resamp_with_conv, fir=fir,
-                                     fir_kernel=fir_kernel)
-        downsample = functools.partial(layers.Downsample, with_conv=config.resamp_with_conv, fir=fir,
-                                       fir_kernel=fir_kernel)
+    # ------------------------------------------------------------------ construction helpers
+
+    def _build_blocks(self, config):
+        """Block factories of the options (self._resblock, ._attn, ._upsample, ._downsample) and the
+        parameter-free pyramid resamplers."""
+        fir, fir_kernel = config.fir, tuple(config.fir_kernel)
+        self._resblock = self._resblock_factory(config, self.act)
+        self._attn = functools.partial(layers.AttnBlock, init_scale=0.0, skip_rescale=self.skip_rescale)
+        self._upsample = functools.partial(layers.Upsample, with_conv=config.resamp_with_conv, fir=fir,
+                                           fir_kernel=fir_kernel)
+        self._downsample = functools.partial(layers.Downsample, with_conv=config.resamp_with_conv, fir=fir,
+                                             fir_kernel=fir_kernel)
         if self.progressive == "output_skip":
             self.pyramid_upsample = layers.Upsample(in_ch=None, fir=fir, fir_kernel=fir_kernel, with_conv=False)
         if self.progressive_input == "input_skip":
             self.pyramid_downsample = layers.Downsample(in_ch=None, fir=fir, fir_kernel=fir_kernel,
                                                         with_conv=False)
-        resblock = self._resblock_factory(config, act)
-        channels = config.num_channels
 
-        # Downsampling path.
+    def _build_down(self, config):
+        """conv_in and down[i]; returns the channel counts of the skip activations (outermost first)."""
+        nf, channels = self.nf, config.num_channels
         self._register("conv_in", layers.conv3x3(channels, nf))
         hs_c, in_ch, input_pyramid_ch = [nf], nf, channels
         self.down = nn.ModuleList()
@@ -81,70 +95,72 @@ class NCSNpp(nn.Module):
             self.down.append(level)
             level.res, level.attn = nn.ModuleList(), nn.ModuleList()
             for i_block in range(self.num_res_blocks):
-                out_ch = nf * ch_mult[i_level]
-                self._register(f"down.{i_level}.res.{i_block}", resblock(in_ch=in_ch, out_ch=out_ch), level.res)
+                out_ch = nf * self.ch_mult[i_level]
+                self._register(f"down.{i_level}.res.{i_block}", self._resblock(in_ch=in_ch, out_ch=out_ch),
+                               level.res)
                 in_ch = out_ch
                 if self.all_resolutions[i_level] in self.attn_resolutions:
-                    self._register(f"down.{i_level}.attn.{i_block}", attn(channels=in_ch), level.attn)
+                    self._register(f"down.{i_level}.attn.{i_block}", self._attn(channels=in_ch), level.attn)
                 hs_c.append(in_ch)
-            if i_level == self.num_resolutions - 1:
-                continue
-            if self.resblock_type == "ddpm":
-                self._register(f"down.{i_level}.downsample", downsample(in_ch=in_ch), level, "downsample")
-            else:
-                self._register(f"down.{i_level}.downsample", resblock(down=True, in_ch=in_ch), level, "downsample")
-            if self.progressive_input == "input_skip":
-                combine = layers.Combine(dim1=input_pyramid_ch, dim2=in_ch, method=combine_method)
-                self._register(f"down.{i_level}.pyramid", combine, level, "pyramid")
-                if combine_method == "cat":
-                    in_ch *= 2
-            elif self.progressive_input == "residual":
-                pyramid = layers.Downsample(in_ch=input_pyramid_ch, out_ch=in_ch, with_conv=True, fir=fir,
-                                            fir_kernel=fir_kernel)
-                self._register(f"down.{i_level}.pyramid", pyramid, level, "pyramid")
-                input_pyramid_ch = in_ch
-            hs_c.append(in_ch)
+            if i_level != self.num_resolutions - 1:
+                in_ch, input_pyramid_ch = self._build_downsample(config, level, i_level, in_ch, input_pyramid_ch)
+                hs_c.append(in_ch)
+        return hs_c
 
-        # Bottleneck.
-        in_ch = hs_c[-1]
+    def _build_downsample(self, config, level, i_level, in_ch, input_pyramid_ch):
+        """down[i].downsample and down[i].pyramid; returns the new (channels, input pyramid channels)."""
+        if self.resblock_type == "ddpm":
+            self._register(f"down.{i_level}.downsample", self._downsample(in_ch=in_ch), level, "downsample")
+        else:
+            self._register(f"down.{i_level}.downsample", self._resblock(down=True, in_ch=in_ch), level,
+                           "downsample")
+        if self.progressive_input == "input_skip":
+            method = config.progressive_combine.lower()
+            combine = layers.Combine(dim1=input_pyramid_ch, dim2=in_ch, method=method)
+            self._register(f"down.{i_level}.pyramid", combine, level, "pyramid")
+            return (2 * in_ch if method == "cat" else in_ch), input_pyramid_ch
+        if self.progressive_input == "residual":
+            pyramid = layers.Downsample(in_ch=input_pyramid_ch, out_ch=in_ch, with_conv=True, fir=config.fir,
+                                        fir_kernel=tuple(config.fir_kernel))
+            self._register(f"down.{i_level}.pyramid", pyramid, level, "pyramid")
+            return in_ch, in_ch
+        return in_ch, input_pyramid_ch
+
+    def _build_mid(self, in_ch):
         self.mid = _Level()
-        self._register("mid.res0", resblock(in_ch=in_ch), self.mid, "res0")
-        self._register("mid.attn", attn(channels=in_ch), self.mid, "attn")
-        self._register("mid.res1", resblock(in_ch=in_ch), self.mid, "res1")
+        self._register("mid.res0", self._resblock(in_ch=in_ch), self.mid, "res0")
+        self._register("mid.attn", self._attn(channels=in_ch), self.mid, "attn")
+        self._register("mid.res1", self._resblock(in_ch=in_ch), self.mid, "res1")
 
-        # Upsampling path; up[i] serves resolution level i and runs from the deepest level up.
-        pyramid_ch = 0
+    def _build_up(self, config, hs_c):
+        """up[i], from the deepest level up, eating the skip channels ``hs_c``; returns the last width."""
+        in_ch, pyramid_ch = hs_c[-1], 0
         self.up = nn.ModuleList([_Level() for _ in range(self.num_resolutions)])
         for i_level in reversed(range(self.num_resolutions)):
             level = self.up[i_level]
             level.res = nn.ModuleList()
             for i_block in range(self.num_res_blocks + 1):
-                out_ch = nf * ch_mult[i_level]
-                block = resblock(in_ch=in_ch + hs_c.pop(), out_ch=out_ch)
+                out_ch = self.nf * self.ch_mult[i_level]
+                block = self._resblock(in_ch=in_ch + hs_c.pop(), out_ch=out_ch)
                 self._register(f"up.{i_level}.res.{i_block}", block, level.res)
                 in_ch = out_ch
             if self.all_resolutions[i_level] in self.attn_resolutions:
-                self._register(f"up.{i_level}.attn", attn(channels=in_ch), level, "attn")
+                self._register(f"up.{i_level}.attn", self._attn(channels=in_ch), level, "attn")
             if self.progressive != "none":
-                pyramid_ch = self._build_output_pyramid(level, i_level, in_ch, pyramid_ch, channels, upsample)
+                pyramid_ch = self._build_output_pyramid(level, i_level, in_ch, pyramid_ch, config.num_channels)
             if i_level != 0:
-                if self.resblock_type == "ddpm":
-                    self._register(f"up.{i_level}.upsample", upsample(in_ch=in_ch), level, "upsample")
-                else:
-                    self._register(f"up.{i_level}.upsample", resblock(in_ch=in_ch, up=True), level, "upsample")
+                upsample = (self._upsample(in_ch=in_ch) if self.resblock_type == "ddpm"
+                            else self._resblock(in_ch=in_ch, up=True))
+                self._register(f"up.{i_level}.upsample", upsample, level, "upsample")
         assert not hs_c
+        return in_ch
 
-        if self.progressive != "output_skip":
-            self._register("out_norm", layers.group_norm(in_ch))
-            self._register("out_conv", layers.conv3x3(in_ch, channels, init_scale=0.0))
-
-        mapping = [layers.PixelNorm(), layers.fan_out_dense(config.nz, config.z_emb_dim), act]
+    def _build_z_mapping(self, config):
+        """PixelNorm, dense(nz, z_emb_dim), SiLU, then n_mlp x (dense, SiLU)."""
+        mapping = [layers.PixelNorm(), layers.fan_out_dense(config.nz, config.z_emb_dim), self.act]
         for _ in range(config.n_mlp):
-            mapping += [layers.fan_out_dense(config.z_emb_dim, config.z_emb_dim), act]
-        self.z_transform = nn.Sequential(*mapping)
-        self._register_load_state_dict_pre_hook(legacy.generator_load_hook, with_module=True)
-
-    # ------------------------------------------------------------------ construction helpers
+            mapping += [layers.fan_out_dense(config.z_emb_dim, config.z_emb_dim), self.act]
+        return nn.Sequential(*mapping)
 
     def _register(self, name, module, parent=None, attr=None):
         """Attach ``module`` (to ``parent`` under ``attr``, appended to a ModuleList, or to self)
@@ -177,7 +193,7 @@ class NCSNpp(nn.Module):
                                      one_adagn=self.resblock_type == "biggan_oneadagn", **common)
         raise ValueError(f"resblock type {self.resblock_type} unrecognized.")
 
-    def _build_output_pyramid(self, level, i_level, in_ch, pyramid_ch, channels, upsample):
+    def _build_output_pyramid(self, level, i_level, in_ch, pyramid_ch, channels):
         """Output-pyramid layers of one up level; returns the pyramid's new channel count."""
         first = i_level == self.num_resolutions - 1
         if self.progressive == "output_skip":
@@ -189,7 +205,7 @@ class NCSNpp(nn.Module):
             self._register(f"up.{i_level}.pyramid_norm", layers.group_norm(in_ch), level, "pyramid_norm")
             self._register(f"up.{i_level}.pyramid_conv", layers.conv3x3(in_ch, in_ch), level, "pyramid_conv")
         else:
-            pyramid_up = upsample(in_ch=pyramid_ch, out_ch=in_ch, with_conv=True)
+            pyramid_up = self._upsample(in_ch=pyramid_ch, out_ch=in_ch, with_conv=True)
             self._register(f"up.{i_level}.pyramid_up", pyramid_up, level, "pyramid_up")
         return in_ch
 
