@@ -7,14 +7,13 @@ Flags are parsed and checked here; the loop lives in utils.training, process set
 utils.distributed.  Also runs under ``torchrun --nproc_per_node N train_ddgan.py ...``.
 """
 
-import argparse
-
 import datasets_prep
 from utils import distributed, flags, train_flags, training
+from utils.argtypes import ArgumentParser
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     flags.add_common_flags(parser)
     flags.add_model_flags(parser)
     datasets_prep.add_data_flags(parser)
@@ -23,25 +22,30 @@ def build_parser():
     return parser
 
 
-def parse_args(argv=None):
-    """Parsed and cross-checked flags; bad combinations exit with the fix (status 2)."""
+def parse_args(argv=None, explicit=False):
+    """Parsed and cross-checked flags; bad values exit with one line naming the fix (status 2).
+    With ``explicit``: (args, the set of flags given on the command line)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, given = parser.parse_args_explicit(argv)
     try:
         flags.check_model_flags(args)
-        train_flags.check_train_flags(args)
+        train_flags.resolve_train_flags(args)
     except ValueError as err:
         parser.error(str(err))
-    return args
+    return (args, given) if explicit else args
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args, given = parse_args(argv, explicit=True)
     try:
-        training.check_run(args)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
-    distributed.launch(training.train, args)
+        lock = training.prepare_run(args, given)
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {training.os_error_line(err) if isinstance(err, OSError) else err}") from None
+    try:
+        distributed.launch(training.train, args)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 if __name__ == "__main__":

@@ -1,20 +1,25 @@
 """Nothing lost: a resumed run is the run that was never stopped; signals and kills leave
 intact, resumable files; a non-finite loss stops without overwriting the last good state."""
 
+import errno
 import json
 import math
 import os
 import random
 import signal
+import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import train_ddgan
 from tests._data_formats import random_images, write_image_folder
 from tests._train_helpers import TINY, run_cli, start_cli
+from tests.conftest import file_digests, one_error_line, run_command
 from utils import checkpoint, training
 from utils.loss import DDGANLoss
 from utils.rng import rng_state, set_rng_state
@@ -196,3 +201,102 @@ def test_ctrl_c_with_loader_workers_saves_content_and_exits_130(images, tmp_path
     assert process.returncode == 130, err
     assert "stopped by SIGINT" in err and "continue with --resume" in err
     assert content(tmp_path)["epoch"] >= 1
+
+
+def test_training_grid_is_test_ddgans_grid_of_the_saved_weights(images, tmp_path):
+    """One sampling path: the epoch's grid is what test_ddgan.py draws from netG_{epoch}.pth (EMA
+    weights) with the run's --seed and --batch_size."""
+    train_ddgan.main(argv(images, tmp_path, "--num_epoch", 1))
+    result = run_command("test_ddgan.py", "--dataset", "folder", "--save_dir", tmp_path, "--epoch_id", 1,
+                         "--seed", 7, "--batch_size", 4, "--output_dir", tmp_path / "grid", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    ours = (tmp_path / "grid" / "samples_folder.png").read_bytes()
+    assert ours == Path(run_dir(tmp_path), "sample_discrete_epoch_1.png").read_bytes()
+
+
+def test_resume_takes_the_runs_own_flags(images, tmp_path):
+    """A run trained with --use_ema --ema_decay 0.9 --lazy_reg 2, resumed with none of them, keeps them."""
+    train_ddgan.main(argv(images, tmp_path, "--stop_after_epoch", 0))
+    bare = [*TINY, "--dataset", "folder", "--datadir", str(images), "--save_dir", str(tmp_path), "--resume",
+            "--stop_after_epoch", "1"]
+    train_ddgan.main(bare)
+    saved = content(tmp_path)
+    assert saved["ema"] is not None and saved["args"]["use_ema"] and saved["args"]["ema_decay"] == 0.9
+    assert saved["args"]["lazy_reg"] == 2 and saved["args"]["save_content"] and saved["args"]["num_epoch"] == 2
+    generator, _ = checkpoint.load_generator(os.path.join(run_dir(tmp_path), "netG_1.pth"), "cpu")
+    shadow = saved["ema"]["shadow"]
+    assert all(torch.equal(value, shadow[name]) for name, value in generator.named_parameters())
+
+
+def test_resume_with_more_epochs_continues_the_decay_without_rising(images, tmp_path, monkeypatch):
+    train_ddgan.main(argv(images, tmp_path, "--stop_after_epoch", 0))
+    seen = []
+    end_epoch = training.Trainer.end_epoch
+
+    def recording(self, epoch):
+        seen.append(self.optG.param_groups[0]["lr"])
+        return end_epoch(self, epoch)
+
+    monkeypatch.setattr(training.Trainer, "end_epoch", recording)
+    train_ddgan.main(argv(images, tmp_path, "--resume", "--num_epoch", 6))
+    first = training.LR_MIN + (1.5e-4 - training.LR_MIN) * (1 + math.cos(math.pi / 2)) / 2  # epoch 1 of 2
+    assert len(seen) == 6 and seen[0] == pytest.approx(first)
+    assert all(later <= earlier for earlier, later in zip(seen, seen[1:], strict=False)), seen
+    assert seen[-1] == pytest.approx(training.LR_MIN, rel=1e-6)
+    assert content(tmp_path)["optimizerG"]["param_groups"][0]["lr"] == pytest.approx(training.LR_MIN)
+
+
+def test_a_second_training_into_the_same_folder_is_refused(images, tmp_path):
+    process = start_cli(*argv(images, tmp_path, "--num_epoch", 1000), cwd=tmp_path)
+    try:
+        _wait_for(os.path.join(run_dir(tmp_path), "netG_0.pth"), process)
+        before = file_digests(run_dir(tmp_path) + "/..")
+        second = run_cli(*argv(images, tmp_path, "--num_epoch", 1000, "--resume"), cwd=tmp_path)
+        line = one_error_line(second)
+        assert "is in use by another training (pid" in line and f"pid {process.pid} " in line, line
+        assert second.returncode == 1
+    finally:
+        process.kill()
+        process.communicate()
+    assert set(before) <= set(file_digests(run_dir(tmp_path) + "/.."))
+
+
+def test_a_full_disk_stops_with_one_line_and_keeps_the_last_content(images, tmp_path, monkeypatch, capsys):
+    train_ddgan.main(argv(images, tmp_path, "--stop_after_epoch", 0))
+    kept = Path(run_dir(tmp_path), training.CONTENT).read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with pytest.raises(SystemExit) as stopped:
+        train_ddgan.main(argv(images, tmp_path, "--resume"))
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: disk full while writing") and "--resume" in err[-1], err
+    assert Path(run_dir(tmp_path), training.CONTENT).read_bytes() == kept
+    assert not [name for name in os.listdir(run_dir(tmp_path)) if name.endswith(".tmp")]
+
+
+def test_a_corrupt_image_met_mid_epoch_is_named(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index, pixels in enumerate(random_images(16, 20, 20)):
+        Image.fromarray(pixels).save(folder / f"{index:02d}.png")
+    (folder / "15.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # the up-front check reads only the first
+    result = run_cli(*TINY, "--dataset", "folder", "--datadir", folder, "--save_dir", tmp_path / "runs",
+                     "--num_epoch", 1, cwd=tmp_path)
+    line = one_error_line(result)
+    assert result.returncode == 1 and "15.png" in line and "prepare_lmdb" in line, line
+
+
+def test_a_master_port_in_use_is_named(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(*TINY, "--num_process_per_node", 2, "--master_port", port, "--save_dir", tmp_path,
+                         cwd=tmp_path)
+    line = one_error_line(result)
+    assert result.returncode == 1 and f"--master_port {port}" in line and "another --master_port" in line, line
+    assert not os.path.exists(tmp_path / "dd_gan")

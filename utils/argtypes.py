@@ -25,6 +25,24 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = _NEGATIVE_NUMBER
 
+    def parse_args_explicit(self, argv=None):
+        """(namespace, set of the dests given on the command line); defaults fill the rest."""
+        unset = object()
+        dests = [action.dest for action in self._actions if argparse.SUPPRESS not in (action.dest, action.default)]
+        args = self.parse_args(argv, namespace=argparse.Namespace(**dict.fromkeys(dests, unset)))
+        explicit = {dest for dest in dests if getattr(args, dest) is not unset}
+        for dest in set(dests) - explicit:
+            setattr(args, dest, self._default_of(dest))
+        return args, explicit
+
+    def _default_of(self, dest):
+        """The default of ``dest``, converted by its type as argparse does for string defaults."""
+        action = next(action for action in self._actions if action.dest == dest)
+        default = self.get_default(dest)
+        if isinstance(default, str) and action.type is not None:
+            return self._get_value(action, default)
+        return default
+
     def error(self, message):
         """``prog: error: message (see --help)`` on stderr, exit status 2 (argparse's status)."""
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)

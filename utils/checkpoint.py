@@ -64,6 +64,8 @@ def atomic_save(obj, path):
 
 def read(path, what="checkpoint"):
     """torch.load on CPU (weights only), with one-line errors for missing or corrupt files."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{what} {path} is a folder: pass the .pth file inside it")
     if not os.path.isfile(path):
         raise CheckpointError(f"{what} not found: {path} (check --exp/--epoch_id or the path)")
     try:
@@ -139,9 +141,47 @@ def load_generator(path, device, args=None, explicit=()):
     return generator.to(device).eval(), config
 
 
-# Training content (content.pth): written by utils.training, read back by --resume.
-CONTENT_KEYS = ("epoch", "iteration", "global_step", "args", "model_config", "world_size", "netG_dict",
-                "netD_dict", "optimizerG", "optimizerD", "schedulerG", "schedulerD", "ema", "rng")
+# ----------------------------------------------------------------------------- content.pth
+
+# What content.pth holds, in one list.  Stateful parts: content key -> the attribute of the
+# training object (utils.training.Trainer) whose state_dict() is stored (None stays None).
+CONTENT_STATE = {
+    "netG_dict": "generator", "netD_dict": "discriminator", "optimizerG": "optG", "optimizerD": "optD",
+    "schedulerG": "schedG", "schedulerD": "schedD", "ema": "ema", "scaler": "scaler",
+}
+# Counters: the epoch to run next, iterations done in it, generator steps done in all.
+CONTENT_COUNTERS = ("epoch", "iteration", "global_step")
+# Descriptions: the run's flags (JSON types), the model configuration, the number of processes
+# and every process's RNG states (see utils.rng).
+CONTENT_INFO = ("args", "model_config", "world_size", "rng")
+CONTENT_KEYS = (*CONTENT_STATE, *CONTENT_COUNTERS, *CONTENT_INFO)
+
+
+def capture_content(owner, **info):
+    """The content.pth dict of ``owner`` (which has the CONTENT_STATE attributes and counters)
+    plus ``info`` (the CONTENT_INFO entries)."""
+    missing = [key for key in CONTENT_INFO if key not in info]
+    if missing:
+        raise KeyError(f"training content lacks {', '.join(missing)}")
+    state = {key: None if getattr(owner, attr) is None else getattr(owner, attr).state_dict()
+             for key, attr in CONTENT_STATE.items()}
+    return {**state, **{key: getattr(owner, key) for key in CONTENT_COUNTERS}, **info}
+
+
+def restore_content(owner, content):
+    """Load ``content`` into ``owner``: every stateful part it has, and the counters.
+
+    A part that the run has but the file lacks (``None``) is an error; a GradScaler state is
+    only restored into an enabled scaler (fp16)."""
+    for key, attr in CONTENT_STATE.items():
+        part = getattr(owner, attr)
+        if part is None or (key == "scaler" and not part.is_enabled()):
+            continue
+        if content[key] is None:
+            raise CheckpointError(f"content.pth holds no {key} state: resume with the run's own flags")
+        part.load_state_dict(content[key])
+    for key in CONTENT_COUNTERS:
+        setattr(owner, key, content[key])
 
 
 def save_content(path, content):
@@ -154,6 +194,8 @@ def save_content(path, content):
 
 def load_content(path, mmap=False):
     """Read a content.pth (weights only; ``mmap`` to peek without reading every tensor)."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a folder, not a content.pth: remove or rename it")
     if not os.path.isfile(path):
         raise CheckpointError(f"no training content at {path}: train with --save_content, "
                               "or check --exp/--dataset/--save_dir")

@@ -51,11 +51,6 @@ def torchrun_ranks(environ=None):
     return tuple(int(environ[name]) for name in TORCHRUN_VARS)
 
 
-def use_cuda(device_flag):
-    """True when processes should run on GPUs (``--device auto|cuda|cpu``)."""
-    return device_flag == "cuda" or (device_flag == "auto" and torch.cuda.is_available())
-
-
 def local_processes(args):
     """How many processes run on this node: torchrun's, or ``--num_process_per_node``."""
     ranks = torchrun_ranks()
@@ -69,13 +64,27 @@ def planned_world_size(args):
 
 
 def check_devices(args):
-    """ValueError with the fix when the requested device or GPU count is not there."""
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available here, use --device cpu")
+    """ValueError with the fix when the GPU count is not there (``--device`` itself is parsed by
+    utils.argtypes.device)."""
     wanted, have = local_processes(args), torch.cuda.device_count()
-    if use_cuda(args.device) and wanted > have:
+    if args.device.type == "cuda" and args.device.index is None and wanted > have:
         raise ValueError(f"{wanted} processes on this node need {wanted} GPUs but {have} are visible: "
                          f"lower --num_process_per_node or pass --device cpu")
+
+
+def check_port(args):
+    """ValueError with the fix when this node must open --master_port and it is taken.
+
+    Only node 0 of the reference's launch opens the port (torchrun opens its own)."""
+    if torchrun_ranks() is not None or args.node_rank != 0 or args.master_port == 0 or planned_world_size(args) == 1:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((args.master_address, args.master_port))
+        except OSError as err:
+            raise ValueError(f"--master_port {args.master_port} on {args.master_address} cannot be opened "
+                             f"({err.strerror}): another run may use it; pass another --master_port, "
+                             "or 0 for a free one") from None
 
 
 def free_port(address):
@@ -85,13 +94,18 @@ def free_port(address):
         return sock.getsockname()[1]
 
 
+def process_device(flag, local_rank):
+    """This process's device: ``cuda`` -> the GPU of its local rank; ``cuda:N`` and ``cpu`` as given."""
+    if flag.type == "cuda" and flag.index is None:
+        return torch.device("cuda", local_rank)
+    return flag
+
+
 def setup(rank, local_rank, world_size, device_flag):
     """Pick the device and join the process group (none for one process)."""
-    if use_cuda(device_flag):
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
+    device = process_device(device_flag, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if world_size > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size,

@@ -1,20 +1,22 @@
-"""The DDGAN training loop: run folder, data, models, the iteration, saving and resuming.
+"""The DDGAN training loop: models, data, the iteration, the epoch and its logs.
 
-``check_run(args)`` validates everything that can be checked before processes start;
-``train(ctx, args)`` is what every process runs (see utils.distributed.launch).
+``prepare_run(args, explicit)`` checks everything that can be checked before processes
+start and locks the run folder; ``train(ctx, args)`` is what every process runs (see
+utils.distributed.launch).  The run folder and what --resume takes from it are
+utils.run_folder's; what content.pth holds is utils.checkpoint's; metrics while training
+are utils.train_metrics'.
 
-Run folder ``{save_dir}/dd_gan/{dataset}/{exp}/`` (the reference's layout):
-``args.json`` (the resolved flags), ``sample_discrete_epoch_{e}.png`` every epoch,
-``xpos_epoch_{e}.png`` every 10 epochs, ``netG_{e}.pth`` every ``save_ckpt_every``
-epochs and after the last (EMA weights with --use_ema), ``content.pth`` likewise every
-``save_content_every`` epochs with --save_content, and TensorBoard scalars under ``tb/``.  Files are written
-atomically.  SIGINT/SIGTERM: every process finishes the current iteration, content.pth
-is saved, and the run exits with 128 + the signal number (130, 143); --resume continues
-from the next iteration.
+Run folder ``{save_dir}/dd_gan/{dataset}/{exp}/`` (the reference's layout): ``args.json``,
+``sample_discrete_epoch_{e}.png`` every epoch (the sampler of test_ddgan.py, seeded with
+--seed, on the weights of netG_{e}.pth), ``xpos_epoch_{e}.png`` every 10 epochs,
+``netG_{e}.pth`` every ``save_ckpt_every`` epochs and after the last (EMA weights with
+--use_ema), ``content.pth`` every ``save_content_every`` epochs with --save_content,
+``metrics.jsonl`` and ``netG_best.pth`` with --metrics, TensorBoard scalars under ``tb/``.
+Files are written atomically.  SIGINT/SIGTERM: every process finishes the current
+iteration, content.pth is saved, and the run exits with 128 + the signal number (130, 143).
 """
 
-import glob
-import json
+import contextlib
 import os
 import signal
 import sys
@@ -24,7 +26,6 @@ import warnings
 import numpy as np
 import torch
 import torch.nn as nn
-import torchvision
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
@@ -32,15 +33,16 @@ from tqdm import tqdm
 import datasets_prep
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from utils import checkpoint, diffusion, performance
-from utils.distributed import all_reduce, barrier, check_devices, gather_objects, planned_world_size, print0
+from utils import checkpoint, diffusion, distributed, performance, run_folder, sampling
+from utils.distributed import all_reduce, barrier, gather_objects, print0
 from utils.ema import EMA
 from utils.flags import model_config, namespace
 from utils.loss import DDGANLoss
 from utils.rng import derived_seed, rng_state, seed_everything, set_rng_state
 
-CONTENT = "content.pth"
+CONTENT = run_folder.CONTENT
 SMALL_D_MAX_SIZE = 64  # Discriminator_small up to 64 px, Discriminator_large above
+D_HALVINGS = {Discriminator_small: 3, Discriminator_large: 6}  # FIR downsamplings of each discriminator
 XPOS_EVERY = 10  # epochs between xpos_epoch_{e}.png, as in the reference
 LR_MIN = 1e-5
 
@@ -53,8 +55,18 @@ class TrainingError(Exception):
         self.code = code
 
 
-def run_dir(args):
-    return os.path.join(args.save_dir, "dd_gan", args.dataset, args.exp)
+# ----------------------------------------------------------------------------- before processes start
+
+def discriminator_class(image_size):
+    return Discriminator_small if image_size <= SMALL_D_MAX_SIZE else Discriminator_large
+
+
+def check_image_size(args):
+    """The discriminator halves the image 3 (small) or 6 (large) times: it needs at least that many pixels."""
+    halvings = D_HALVINGS[discriminator_class(args.image_size)]
+    if args.image_size < 2**halvings:
+        raise ValueError(f"--image_size {args.image_size} is too small for the discriminator, which halves "
+                         f"the image {halvings} times: use --image_size {2**halvings} or more")
 
 
 def check_data_shape(args, dataset):
@@ -64,42 +76,58 @@ def check_data_shape(args, dataset):
     if tuple(image.shape) != expected:
         raise ValueError(f"--dataset {args.dataset} gives images of shape {tuple(image.shape)} but the "
                          f"model expects {expected}: fix --num_channels/--image_size")
-    per_process = len(dataset) // planned_world_size(args)
+    per_process = len(dataset) // distributed.planned_world_size(args)
     if per_process < args.batch_size:
         raise ValueError(f"the data set has {len(dataset)} images, {per_process} per process: fewer than "
                          f"one --batch_size {args.batch_size}; lower --batch_size or add data")
 
 
-def check_run_folder(args):
-    """--resume needs a readable content.pth of the same model; a fresh run must not overwrite one."""
-    folder = run_dir(args)
-    content_path = os.path.join(folder, CONTENT)
-    if args.resume:
-        content = checkpoint.load_content(content_path, mmap=True)
-        stored, ours = content["model_config"], model_config(args)
-        diff = [f"--{key} {stored[key]} (given {ours[key]})" for key in ours if stored.get(key) != ours[key]]
-        if diff:
-            raise ValueError(f"{content_path} was trained with {'; '.join(diff)}: use the run's model flags")
-        if args.use_ema and content["ema"] is None:
-            raise ValueError(f"{content_path} was trained without --use_ema: resume without it")
-    elif os.path.exists(content_path) or glob.glob(os.path.join(folder, "netG_*.pth")):
-        raise ValueError(f"{folder} already holds a run: pass --resume to continue it, "
-                         "or choose another --exp or --save_dir")
+def check_metrics(args):
+    """Metric names and the real side's path (the rest is prepared on rank 0 before the first iteration)."""
+    if not args.metrics:
+        return
+    from metrics import parse_metric_names
+
+    parse_metric_names(args.metrics)
+    if args.real_img_dir is not None and not os.path.exists(args.real_img_dir):
+        raise ValueError(f"--real_img_dir {args.real_img_dir} does not exist: pass a folder of images, a "
+                         "samples .npz or a statistics .npz")
 
 
-def check_run(args):
-    """Everything checkable before processes start; ValueError (incl. DataError) with the fix."""
-    check_devices(args)
-    if not args.dry_run:
-        check_run_folder(args)
+def prepare_run(args, explicit=()):
+    """Every check possible before processes start; ValueError (incl. DataError) with the fix.
+
+    With --resume the run's own flags are taken into ``args`` first.  Returns the RunLock of
+    the run folder (held by this process until it ends), or None for a dry run or a process
+    that is not the run's first.
+    """
+    folder = run_folder.run_dir(args)
+    if args.resume and not args.dry_run:
+        run_folder.resume_flags(args, set(explicit), checkpoint.load_content(os.path.join(folder, CONTENT),
+                                                                                 mmap=True))
+    check_image_size(args)
+    distributed.check_devices(args)
+    distributed.check_port(args)
+    check_metrics(args)
     datasets_prep.check_data(args)
     check_data_shape(args, datasets_prep.get_dataset(args, train=True))
+    if args.dry_run:
+        return None
+    run_folder.check_writable(folder)
+    run_folder.check_not_inside_data(folder, args)
+    if args.node_rank != 0 or int(os.environ.get("RANK", 0)) != 0:
+        return None
+    return run_folder.RunLock(folder).acquire(check=None if args.resume else lambda: run_folder.check_fresh(folder))
 
+
+# ----------------------------------------------------------------------------- building
 
 def build_models(args, device):
-    """(G, D): NCSNpp and the discriminator for the image size (small up to 64 px, large above)."""
+    """(G, D): NCSNpp, then the discriminator for the image size (small up to 64 px, large above).
+
+    Built in this order right after seeding, they are the reference's initial weights."""
     netG = NCSNpp(namespace(model_config(args))).to(device)
-    disc = Discriminator_small if args.image_size <= SMALL_D_MAX_SIZE else Discriminator_large
+    disc = discriminator_class(args.image_size)
     netD = disc(nc=2 * args.num_channels, ngf=args.ngf, t_emb_dim=args.t_emb_dim, act=nn.LeakyReLU(0.2))
     return netG, netD.to(device)
 
@@ -111,6 +139,13 @@ def build_optimizers(args, netG, netD):
     schedG = torch.optim.lr_scheduler.CosineAnnealingLR(optG, args.num_epoch, eta_min=LR_MIN)
     schedD = torch.optim.lr_scheduler.CosineAnnealingLR(optD, args.num_epoch, eta_min=LR_MIN)
     return optG, optD, schedG, schedD
+
+
+def retarget_schedules(schedulers, num_epoch):
+    """After --resume with another --num_epoch: the cosine continues from the rate reached and ends at
+    1e-5 after ``num_epoch`` (torch's recursive cosine step with the new length: the rate never rises)."""
+    for scheduler in schedulers:
+        scheduler.T_max = num_epoch
 
 
 def wrap_ddp(model, ctx):
@@ -156,12 +191,6 @@ def set_requires_grad(model, flag):
         param.requires_grad = flag
 
 
-def remove_stale_temporaries(folder):
-    """Delete the temporary files a killed run left behind (never a finished file)."""
-    for path in glob.glob(os.path.join(folder, "*.tmp")):
-        os.remove(path)
-
-
 class StopRequest:
     """Within ``with``: remember a SIGINT/SIGTERM so that the loop can stop after the current
     iteration; the previous handlers come back on exit."""
@@ -188,12 +217,14 @@ class StopRequest:
         return self.signum is not None
 
 
+# ----------------------------------------------------------------------------- the trainer
+
 class Trainer:
     """Models, optimisers, data and counters of one process; ``fit`` runs the epochs."""
 
     def __init__(self, ctx, args, dataset):
         self.ctx, self.args = ctx, args
-        self.folder = run_dir(args)
+        self.folder = run_folder.run_dir(args)
         self.config = model_config(args)
         netG, netD = build_models(args, ctx.device)
         for net in (netG, netD):
@@ -211,11 +242,18 @@ class Trainer:
         self.epoch, self.iteration, self.global_step = 0, 0, 0
         self.stop = StopRequest()
         self.writer = None
+        self.metrics = None
         self.last = {}
 
     @property
     def generator(self):
         return checkpoint.unwrap(self.netG)
+
+    @property
+    def discriminator(self):
+        return checkpoint.unwrap(self.netD)
+
+    # -------------------------------------------------------------- one iteration
 
     def train_step(self, real):
         """One iteration: D step (real + R1, fake), then G step and EMA.  Returns the loss tensors."""
@@ -249,6 +287,19 @@ class Trainer:
             f"errD={err_d}, errG={err_g}, R1={r1}; nothing was saved for this epoch. Lower --lr_d/--lr_g, "
             "raise --r1_gamma or lower --lazy_reg, then --resume from the last content.pth")
 
+    # -------------------------------------------------------------- one epoch
+
+    def batches(self, total):
+        """This epoch's batches on the device; a data set error (a corrupt image) becomes a TrainingError."""
+        batches = iter(self.loader)
+        while self.iteration < total:
+            try:
+                real = next(batches)[0]
+            except datasets_prep.DataError as err:
+                raise TrainingError(str(err).strip().splitlines()[-1]) from None
+            real = real.to(self.ctx.device, non_blocking=True)
+            yield performance.prepare_input(real, self.args.channels_last)
+
     def train_epoch(self, epoch):
         """Iterate over this epoch's batches; returns True if a stop was requested."""
         args, ctx = self.args, self.ctx
@@ -258,10 +309,7 @@ class Trainer:
         bar = tqdm(total=total, initial=min(self.iteration, total), desc=f"epoch {epoch}",
                    disable=not ctx.is_main, dynamic_ncols=True, leave=False)
         tick, window, stop = time.perf_counter(), 0, False
-        batches = iter(self.loader)
-        while self.iteration < total:
-            real = next(batches)[0].to(ctx.device, non_blocking=True)
-            real = performance.prepare_input(real, args.channels_last)
+        for real in self.batches(total):
             err_d, err_g, r1, r1_count, stop = self.reduced_stats(*self.train_step(real))
             err_d, err_g = err_d / ctx.world_size, err_g / ctx.world_size
             self.check_finite(epoch, self.iteration, err_d, err_g, r1)
@@ -283,46 +331,34 @@ class Trainer:
         """Progress bar postfix and TensorBoard scalars (rank 0)."""
         r1 = self.last.get("r1", float("nan"))
         bar.set_postfix(errD=f"{err_d:.4f}", errG=f"{err_g:.4f}", R1=f"{r1:.4f}", refresh=False)
-        if self.writer is None:
-            return
         scalars = {"loss/errD": err_d, "loss/errG": err_g, "loss/R1": r1,
                    "lr/G": self.optG.param_groups[0]["lr"], "lr/D": self.optD.param_groups[0]["lr"],
                    "speed/images_per_s": images_per_s}
+        self.add_scalars(scalars)
+
+    def add_scalars(self, scalars):
+        if self.writer is None:
+            return
         for name, value in scalars.items():
             self.writer.add_scalar(name, value, self.global_step)
 
-    def content(self):
-        """Everything --resume needs; collective (gathers every process's RNG state)."""
-        rng = gather_objects(rng_state(self.ctx.device), self.ctx)
-        return {"epoch": self.epoch, "iteration": self.iteration, "global_step": self.global_step,
-                "args": vars(self.args), "model_config": self.config, "world_size": self.ctx.world_size,
-                "netG_dict": self.generator.state_dict(),
-                "netD_dict": checkpoint.unwrap(self.netD).state_dict(),
-                "optimizerG": self.optG.state_dict(), "optimizerD": self.optD.state_dict(),
-                "schedulerG": self.schedG.state_dict(), "schedulerD": self.schedD.state_dict(),
-                "ema": None if self.ema is None else self.ema.state_dict(), "rng": rng,
-                "scaler": self.scaler.state_dict()}
+    # -------------------------------------------------------------- saving
 
     def save_content(self):
-        content = self.content()
+        """content.pth (collective: gathers every process's RNG state); written by rank 0."""
+        rng = gather_objects(rng_state(self.ctx.device), self.ctx)
+        content = checkpoint.capture_content(self, args=run_folder.json_args(self.args), model_config=self.config,
+                                             world_size=self.ctx.world_size, rng=rng)
         if self.ctx.is_main:
-            checkpoint.save_content(os.path.join(self.folder, CONTENT), content)
+            with run_folder.disk_errors(CONTENT):
+                checkpoint.save_content(os.path.join(self.folder, CONTENT), content)
 
     def resume(self):
         """Load content.pth: weights, optimisers, schedulers, EMA, counters and this rank's RNG."""
         content = checkpoint.load_content(os.path.join(self.folder, CONTENT))
-        self.generator.load_state_dict(content["netG_dict"])
-        checkpoint.unwrap(self.netD).load_state_dict(content["netD_dict"])
-        self.optG.load_state_dict(content["optimizerG"])
-        self.optD.load_state_dict(content["optimizerD"])
-        self.schedG.load_state_dict(content["schedulerG"])
-        self.schedD.load_state_dict(content["schedulerD"])
-        if self.ema is not None:
-            self.ema.load_state_dict(content["ema"])
-        if content.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(content["scaler"])
-        self.epoch, self.iteration = content["epoch"], content["iteration"]
-        self.global_step = content["global_step"]
+        checkpoint.restore_content(self, content)
+        if content["args"]["num_epoch"] != self.args.num_epoch:
+            retarget_schedules((self.schedG, self.schedD), self.args.num_epoch)
         self.restore_rng(content)
         print0(self.ctx, f"resumed {self.folder} at epoch {self.epoch}, iteration {self.iteration}, "
                          f"global step {self.global_step}")
@@ -340,55 +376,63 @@ class Trainer:
         seed_everything(self.args.seed + self.ctx.rank + self.epoch)
         self.iteration = 0
 
-    def save_samples(self, epoch):
-        """sample_discrete_epoch_{e}.png from fixed noise (G in eval mode, the training RNG untouched);
-        xpos_epoch_{e}.png, the last G step's x_t', every 10 epochs."""
-        if epoch % XPOS_EVERY == 0 and "x_pos" in self.last:
-            self.save_image(self.last["x_pos"], f"xpos_epoch_{epoch}.png")
-        args, device = self.args, self.ctx.device
-        self.generator.eval()
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(args.seed)
-            x_init = torch.randn(args.batch_size, args.num_channels, args.image_size, args.image_size,
-                                 device=device)
-            fake = diffusion.sample_from_model(self.pos_coeff, self.generator, args.num_timesteps, x_init,
-                                               diffusion.get_time_schedule(args, device), args)
-        self.generator.train()
-        self.save_image(fake, f"sample_discrete_epoch_{epoch}.png")
-
-    def save_image(self, images, name):
-        checkpoint.atomic_write(os.path.join(self.folder, name),
-                                lambda f: torchvision.utils.save_image(images, f, normalize=True, format="png"))
-
-    def save_generator(self, epoch):
-        """netG_{epoch}.pth: the EMA weights with --use_ema, in the reference's key layout + config."""
-        path = os.path.join(self.folder, f"netG_{epoch}.pth")
+    def saved_generator(self):
+        """The generator as netG_{epoch}.pth holds it: with --use_ema a context with the EMA weights."""
         if self.ema is None:
-            checkpoint.save_generator(path, self.generator, self.config, epoch=epoch)
-            return
-        with self.ema.swapped(self.generator):
-            checkpoint.save_generator(path, self.generator, self.config, epoch=epoch)
+            return contextlib.nullcontext(self.generator)
+        return self.ema.swapped(self.generator)
+
+    def save_epoch_files(self, epoch, save_generator):
+        """Rank 0: xpos grid (every 10 epochs), the sample grid, netG_{epoch}.pth, metrics."""
+        if epoch % XPOS_EVERY == 0 and "x_pos" in self.last:
+            run_folder.save_image(self.folder, self.last["x_pos"], f"xpos_epoch_{epoch}.png")
+        name = f"netG_{epoch}.pth" if save_generator else None
+        with self.saved_generator() as generator:
+            generator.eval()
+            try:
+                self.save_grid(generator, epoch)
+                if name is not None:
+                    with run_folder.disk_errors(name):
+                        checkpoint.save_generator(os.path.join(self.folder, name), generator, self.config,
+                                                  epoch=epoch)
+                if self.metrics is not None and self.metrics.due(epoch):
+                    self.evaluate(generator, epoch, name)
+            finally:
+                generator.train()
+
+    def save_grid(self, generator, epoch):
+        """sample_discrete_epoch_{e}.png: test_ddgan.py's grid of these weights (--seed, --batch_size images)."""
+        sampler = sampling.Sampler(generator, self.config, self.ctx.device)
+        devices = [self.ctx.device] if self.ctx.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), run_folder.disk_errors("the sample grid"):
+            torch.manual_seed(self.args.seed)
+            run_folder.save_image(self.folder, sampler(self.args.batch_size), f"sample_discrete_epoch_{epoch}.png")
+
+    def evaluate(self, generator, epoch, checkpoint_name):
+        record = self.metrics.evaluate(generator, self.config, epoch, self.global_step, checkpoint_name)
+        numbers = {f"metrics/{key}": value for key, value in record.items()
+                   if key not in ("epoch", "step", "time", "seconds", "checkpoint")}
+        self.add_scalars(numbers)
+        print0(self.ctx, f"epoch {epoch}: " + ", ".join(f"{key[8:]} {value:.4g}" for key, value in numbers.items()))
 
     def end_epoch(self, epoch):
-        """Learning-rate decay, then (rank 0) samples, content.pth and netG_{epoch}.pth.
+        """Learning-rate decay, then the epoch's files: samples, netG_{epoch}.pth (rank 0), content.pth.
 
         As the reference, on the epochs divisible by ``save_content_every`` / ``save_ckpt_every``;
         also after the last epoch, so that the end of a run is never lost.
         """
         args = self.args
-        if not args.no_lr_decay:
+        if not args.no_lr_decay and epoch < args.num_epoch:  # not after the last: the cosine would rise again
             with warnings.catch_warnings():  # an epoch can have no iterations (resumed at its end)
                 warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
                 self.schedG.step()
                 self.schedD.step()
         self.epoch, self.iteration = epoch + 1, 0
-        if self.ctx.is_main:
-            self.save_samples(epoch)
         stopping, last = args.stop_after_epoch == epoch, epoch == args.num_epoch
+        if self.ctx.is_main:
+            self.save_epoch_files(epoch, epoch % args.save_ckpt_every == 0 or last)
         if (args.save_content and (epoch % args.save_content_every == 0 or last)) or stopping:
             self.save_content()
-        if self.ctx.is_main and (epoch % args.save_ckpt_every == 0 or last):
-            self.save_generator(epoch)
         return stopping
 
     def interrupted(self):
@@ -407,14 +451,15 @@ class Trainer:
             self.loader.generator.manual_seed(derived_seed(self.args.seed, self.ctx.rank, epoch))
             if self.train_epoch(epoch):
                 self.interrupted()
-            if self.end_epoch(epoch):
+            stopping = self.end_epoch(epoch)
+            barrier(self.ctx)
+            if stopping:
                 print0(self.ctx, f"stopped after epoch {epoch} (--stop_after_epoch): continue with --resume")
                 break
-        barrier(self.ctx)
 
     def dry_run(self):
         """One timed iteration on the first batch; nothing is written."""
-        real = next(iter(self.loader))[0].to(self.ctx.device)
+        real = next(self.batches(1))
         start = time.perf_counter()
         err_d, err_g, _ = self.train_step(real)
         err_d, err_g = err_d.item(), err_g.item()
@@ -424,17 +469,48 @@ class Trainer:
                          f"(errD {err_d:.4f}, errG {err_g:.4f})")
 
 
+# ----------------------------------------------------------------------------- per process
+
 def open_run_folder(trainer):
     """Rank 0: the folder, args.json, a TensorBoard writer; stale temporaries removed."""
     args = trainer.args
     os.makedirs(trainer.folder, exist_ok=True)
-    remove_stale_temporaries(trainer.folder)
-    text = json.dumps(vars(args), indent=2, sort_keys=True) + "\n"
-    checkpoint.atomic_write(os.path.join(trainer.folder, "args.json"), lambda f: f.write(text.encode()))
+    run_folder.remove_stale_temporaries(trainer.folder)
+    run_folder.write_args(trainer.folder, args)
     if args.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
         trainer.writer = SummaryWriter(os.path.join(trainer.folder, "tb"))
+
+
+def prepare_metrics(trainer):
+    """Rank 0 builds the evaluator (Inception, real side) before the first iteration; every process
+    learns whether that worked, so that all stop together if it did not."""
+    message = None
+    if trainer.ctx.is_main and trainer.args.metrics:
+        from metrics import MetricError
+
+        try:
+            trainer.metrics = run_metrics(trainer)
+        except (MetricError, OSError, ValueError) as err:
+            message = str(err).strip().splitlines()[-1]
+    failed = all_reduce(torch.tensor([float(message is not None)], device=trainer.ctx.device), trainer.ctx)
+    if failed.item():
+        raise TrainingError(message or "metrics could not be prepared on rank 0 (see its error)")
+
+
+def run_metrics(trainer):
+    from utils.train_metrics import TrainingMetrics
+
+    args = trainer.args
+    return TrainingMetrics(args, trainer.folder, trainer.ctx.device, trainer.epoch,
+                           lambda: datasets_prep.get_dataset(args, train=False))
+
+
+def os_error_line(err):
+    """One line for an OSError: its message, and the file it concerns."""
+    message = err.strerror or str(err)
+    return f"{message}: {err.filename}" if err.filename else message
 
 
 def train(ctx, args):
@@ -451,7 +527,11 @@ def train(ctx, args):
                 open_run_folder(trainer)
             if args.resume:
                 trainer.resume()
+            prepare_metrics(trainer)
             trainer.fit()
+    except OSError as err:
+        print0(ctx, f"error: {os_error_line(err)}", file=sys.stderr)
+        raise SystemExit(1) from None
     except TrainingError as err:
         print0(ctx, f"error: {err}" if err.code == 1 else str(err), file=sys.stderr)
         raise SystemExit(err.code) from None

@@ -1,0 +1,182 @@
+"""The run folder ``{save_dir}/dd_gan/{dataset}/{exp}/``: where it is, who holds it, what a
+resumed run takes from it, and the files written there besides content.pth.
+
+* One training at a time: ``RunLock`` holds an advisory lock (``.lock``) for the life of
+  the run; a second training into the same folder stops with one line naming the holder.
+* ``--resume`` continues the run as it was started: every flag not given on the command
+  line comes from the run's content.pth, except the per-invocation ones (``PER_INVOCATION``);
+  a model flag or one of ``RUN_FLAGS`` given with another value is refused.
+* A fresh run never writes into a folder that holds one, nor under its own data folder.
+"""
+
+import contextlib
+import errno
+import fcntl
+import glob
+import json
+import os
+import socket
+import sys
+import time
+
+from utils import checkpoint
+from utils.flags import MODEL_KEYS
+from utils.train_flags import RUN_FLAGS
+
+CONTENT = "content.pth"
+LOCK = ".lock"
+ARGS_JSON = "args.json"
+# Flags that belong to one invocation, never taken from the run by --resume.
+PER_INVOCATION = ("exp", "dataset", "save_dir", "resume", "dry_run", "stop_after_epoch", "max_iters_per_epoch",
+                  "local_rank", "node_rank", "master_address", "master_port", "device", "num_process_per_node",
+                  "num_proc_node", "num_workers", "log_every")
+
+
+def run_dir(args):
+    return os.path.join(args.save_dir, "dd_gan", args.dataset, args.exp)
+
+
+def json_args(args):
+    """``vars(args)`` with every value JSON-safe (devices as strings)."""
+    def plain(value):
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+    return {key: plain(value) for key, value in sorted(vars(args).items())}
+
+
+# ----------------------------------------------------------------------------- checks
+
+def check_writable(folder, flag="--save_dir"):
+    """The run folder can be created (or is a folder) and written; ValueError naming the fix."""
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing) or "."
+    if not os.path.isdir(existing):
+        raise ValueError(f"{existing} is a file, so {folder} cannot be created: choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{existing} is not writable: choose a writable {flag}")
+
+
+def check_not_inside_data(folder, args):
+    """Run files (sample grids are PNGs) must not land inside the images the run reads."""
+    data = getattr(args, "datadir", None)
+    if not data or not os.path.isdir(data):
+        return
+    inside = os.path.commonpath([os.path.realpath(folder), os.path.realpath(data)]) == os.path.realpath(data)
+    if inside:
+        raise ValueError(f"the run folder {folder} would be inside --datadir {data}, whose images it would "
+                         "mix with its own: choose a --save_dir outside the data")
+
+
+def check_fresh(folder):
+    """A new run must not overwrite one."""
+    if os.path.exists(os.path.join(folder, CONTENT)) or glob.glob(os.path.join(folder, "netG_*.pth")):
+        raise ValueError(f"{folder} already holds a run: pass --resume to continue it, "
+                         "or choose another --exp or --save_dir")
+
+
+def _same(given, stored):
+    return (list(given) if isinstance(given, (list, tuple)) else given) == stored
+
+
+def resume_flags(args, explicit, content):
+    """Take the run's own flags from ``content`` (content.pth) into ``args``, in place.
+
+    Flags given on the command line stay; a model flag or a RUN_FLAGS flag given with a value
+    other than the run's is a ValueError listing each conflict.  Per-invocation flags stay.
+    """
+    stored = {**content["args"], **content["model_config"]}
+    fixed = set(MODEL_KEYS) | set(RUN_FLAGS)
+    conflicts = [f"--{key} {stored[key]} (given {getattr(args, key)})" for key in sorted(explicit & fixed)
+                 if key in stored and not _same(getattr(args, key), stored[key])]
+    if conflicts:
+        raise ValueError(f"the run was trained with {'; '.join(conflicts)}: drop these flags to resume it "
+                         "(they come from the run), or start a new run with another --exp")
+    for key, value in stored.items():
+        if key in vars(args) and key not in explicit and key not in PER_INVOCATION:
+            setattr(args, key, value)
+    if args.num_epoch < content["epoch"]:
+        raise ValueError(f"the run has already finished epoch {content['epoch'] - 1}, so --num_epoch "
+                         f"{args.num_epoch} leaves nothing to train: pass a larger --num_epoch to train on")
+    return args
+
+
+# ----------------------------------------------------------------------------- the lock
+
+class RunLock:
+    """An advisory lock on ``{folder}/.lock`` for the life of a training (``flock``: released by the
+    kernel when the process ends, however it ends).  The file names the holder."""
+
+    def __init__(self, folder):
+        self.folder, self.path, self.handle = folder, os.path.join(folder, LOCK), None
+
+    def acquire(self, check=None):
+        """Take the lock or raise ValueError naming the holder; ``check()`` runs under the lock before
+        this process writes its name (an error there releases the lock and changes nothing)."""
+        os.makedirs(self.folder, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 (held open for the life of the run)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise ValueError(f"{self.folder} is in use by another training ({holder}): wait for it to end, "
+                             "or choose another --exp or --save_dir") from None
+        try:
+            if check is not None:
+                check()
+        except BaseException:
+            handle.close()
+            raise
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def release(self):
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+# ----------------------------------------------------------------------------- files of a run
+
+def remove_stale_temporaries(folder):
+    """Delete the temporary files a killed run left behind (never a finished file)."""
+    for path in glob.glob(os.path.join(folder, "*.tmp")):
+        os.remove(path)
+
+
+def write_args(folder, args):
+    """args.json: the resolved flags of this invocation."""
+    text = json.dumps(json_args(args), indent=2) + "\n"
+    checkpoint.atomic_write(os.path.join(folder, ARGS_JSON), lambda f: f.write(text.encode()))
+
+
+def save_image(folder, images, name):
+    """A grid of (B, C, H, W) images in [-1, 1] (clamped), 8 per row, written atomically."""
+    from torchvision.utils import save_image as write_grid
+
+    from utils.sampling import to_unit
+
+    checkpoint.atomic_write(os.path.join(folder, name), lambda f: write_grid(to_unit(images), f, format="png"))
+
+
+@contextlib.contextmanager
+def disk_errors(what):
+    """Turn a failed write into one line: a full disk says so, and that the last files are intact."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(err.errno, f"disk full while writing {what}; every file written before is intact "
+                                     "(writes are atomic): free space, then --resume") from None
+        raise OSError(err.errno, f"cannot write {what} ({err.strerror}): check the folder, then --resume") from None
+
