@@ -1,6 +1,10 @@
-"""Data sets for DDGAN: loaders selected by --dataset, the LMDB tool and the mode-coverage benchmark."""
+"""Data sets for DDGAN: the table of ``--dataset`` values (registry.py), their loaders and the LMDB tool.
 
-from datasets_prep.common import DataError
-from datasets_prep.loaders import add_data_flags, check_data, dataset_names, get_dataset
+Importing the package is cheap (no torch, torchvision, PIL or lmdb): the loaders are imported
+when a data set is checked or built.
+"""
 
-__all__ = ["DataError", "add_data_flags", "check_data", "dataset_names", "get_dataset"]
+from datasets_prep.errors import DataError
+from datasets_prep.registry import DATA_SETS, add_data_flags, check_data, dataset_names, get_dataset
+
+__all__ = ["DATA_SETS", "DataError", "add_data_flags", "check_data", "dataset_names", "get_dataset"]

@@ -1,18 +1,23 @@
-"""What every loader shares: the error type, image decoding, transforms, image listing."""
+"""What the loaders share: image decoding and listing, transforms, downloads, the decoded-image base."""
 
 import io
 import os
 import socket
+import stat
 
+import torch.utils.data
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import transforms
 
+from datasets_prep.errors import DataError
+from utils.images import to_rgb
+
 DOWNLOAD_TIMEOUT_S = 60
+NO_DOWNLOAD_ENV_VAR = "DDGAN_NO_DOWNLOAD"  # set: never download (tests, offline machines)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif")
-
-
-class DataError(ValueError):
-    """A data set that is missing, incomplete or unreadable; the message says how to fix it."""
+CHECK_COMMAND = "python -m datasets_prep.prepare_lmdb --check"
+_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder"))
 
 
 def image_transform(size, crop=False, flip=False):
@@ -27,19 +32,35 @@ def image_transform(size, crop=False, flip=False):
     return transforms.Compose(steps)
 
 
-def decode_image(data, where):
-    """Encoded bytes -> RGB PIL image; DataError naming ``where`` if they are not an image."""
+def open_image(data, where):
+    """Encoded bytes -> the decoded PIL image, in its own mode; DataError naming ``where`` if they
+    are not a whole image."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.convert("RGB")
+        image = Image.open(io.BytesIO(data))
+        image.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise DataError(f"{where} is not a readable image ({error}): delete or re-encode it") from None
+    return image
+
+
+def decode_image(data, where):
+    """Encoded bytes -> 8-bit RGB PIL image (utils.images.to_rgb: a 16-bit PNG keeps its range
+    instead of turning white); DataError naming ``where`` if they are not an image."""
+    return to_rgb(open_image(data, where))
+
+
+def read_file(path):
+    """The bytes of ``path``; DataError naming it if it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise DataError(f"cannot read {path} ({error.strerror}): restore it or remove it") from None
 
 
 def load_image_file(path):
-    """An image file as an RGB PIL image; DataError naming the file if it cannot be decoded."""
-    with open(path, "rb") as handle:
-        return decode_image(handle.read(), path)
+    """An image file as an 8-bit RGB PIL image; DataError naming the file if it cannot be decoded."""
+    return decode_image(read_file(path), path)
 
 
 def fit_square(image, size):
@@ -49,20 +70,52 @@ def fit_square(image, size):
     return ImageOps.fit(image, (size, size), Image.Resampling.LANCZOS)
 
 
+def require_regular_file(path, folder):
+    """DataError if ``path`` (listed under ``folder``) is not a regular file, or a link to one: a FIFO
+    would block the reader forever, a broken link cannot be read."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        kind = "a broken symbolic link" if os.path.islink(path) else f"unreadable ({error.strerror})"
+        raise DataError(f"{path} is {kind}: remove it from {folder} or restore its target") from None
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), None)
+    if kind:
+        raise DataError(f"{path} is {kind}, not an image file: remove it from {folder}")
+
+
+def _unlistable(error):
+    raise DataError(f"cannot list the folder {error.filename} ({error.strerror}): fix its permissions "
+                    "or move it out of the data")
+
+
 def list_images(root):
-    """Relative paths of the image files under ``root`` (recursive), sorted for a stable order."""
-    found = []
-    for folder, _, files in os.walk(root, followlinks=True):
-        found += [os.path.relpath(os.path.join(folder, name), root)
-                  for name in files if name.lower().endswith(IMAGE_EXTENSIONS)]
+    """Relative paths of the image files under ``root`` (recursive), sorted for a stable order.
+
+    Links to folders are followed, each folder read once (so a link to a parent does not loop).
+    DataError for a folder that cannot be listed or an image name that is not a regular file.
+    """
+    found, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True, onerror=_unlistable):
+        real = os.path.realpath(folder)
+        subfolders.sort()
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        for name in files:
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                require_regular_file(os.path.join(folder, name), root)
+                found.append(os.path.relpath(os.path.join(folder, name), root))
     return sorted(found)
 
 
 def torchvision_download(dataset_class, root, missing, fix):
-    """Download a torchvision data set into ``root``.
+    """Download a torchvision data set into ``root`` (not when $DDGAN_NO_DOWNLOAD is set).
 
     On failure: DataError "{missing} and downloading it failed ({reason}): {fix}".
     """
+    if os.environ.get(NO_DOWNLOAD_ENV_VAR):
+        raise DataError(f"{missing} and downloads are off (${NO_DOWNLOAD_ENV_VAR} is set): {fix}")
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
@@ -72,3 +125,27 @@ def torchvision_download(dataset_class, root, missing, fix):
         raise DataError(f"{missing} and downloading it failed ({reason}): {fix}") from None
     finally:
         socket.setdefaulttimeout(previous)
+
+
+class DecodedImages(torch.utils.data.Dataset):
+    """Base of the data sets that decode one stored image per item (a folder, the LMDBs).
+
+    Subclasses define ``__len__`` and ``load(index)`` -> RGB PIL image, raising DataError that
+    names the file or key.  Items: (float tensor (3, size, size) in [-1, 1], 0), shorter side
+    resized and centre-cropped.  An unreadable image met while training stops it with a DataError
+    that also says how to list every unreadable image of ``source``.
+    """
+
+    def __init__(self, source, size, flip):
+        self.source = source
+        self.transform = image_transform(size, crop=True, flip=flip)
+
+    def load(self, index):
+        raise NotImplementedError
+
+    def __getitem__(self, index):
+        try:
+            image = self.load(index)
+        except DataError as error:
+            raise DataError(f"{error}; {CHECK_COMMAND} {self.source} lists every unreadable image") from None
+        return self.transform(image), 0

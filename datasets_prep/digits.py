@@ -16,11 +16,13 @@ import torch.nn.functional as F
 import torch.utils.data
 
 from datasets_prep.stackmnist import stacked_label
+from utils.argtypes import positive_int
 
 DIGITS_SIDE = 8
 DIGITS_MAX = 16.0
 SPLIT_SEED = 0
 PARTS = ("generator", "heldout")
+DEFAULT_LENGTH = 60_000
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,13 +58,14 @@ def upsample(digits, size):
 
 
 class StackedDigits(torch.utils.data.Dataset):
-    """Items: (float tensor (3, size, size) in [-1, 1], mode id in [0, 1000)); never flipped.
+    """Items: (float tensor (3, size, size) in [-1, 1], mode id in [0, 1000)); flipped left-right at
+    random (torch's global RNG) only with ``flip``, which the registry never asks for.
 
     ``train`` selects the generator half (True) or the held-out half (False).
     """
 
-    def __init__(self, size=32, length=60_000, train=True, seed=0):
-        self.size = size
+    def __init__(self, size=32, length=DEFAULT_LENGTH, train=True, seed=0, flip=False):
+        self.size, self.flip = size, flip
         self.images, self.labels = digits_split(PARTS[0] if train else PARTS[1])
         rng = np.random.default_rng(seed)
         self.triplets = torch.from_numpy(rng.integers(0, len(self.images), (length, 3)))
@@ -73,4 +76,18 @@ class StackedDigits(torch.utils.data.Dataset):
     def __getitem__(self, index):
         triplet = self.triplets[index]
         image = upsample(self.images[triplet][None], self.size)[0]
+        if self.flip and torch.rand(()) < 0.5:
+            image = image.flip(-1)
         return image, stacked_label(self.labels[triplet])
+
+
+def add_flags(group):
+    """The registry's flags for stacked_digits: --stacked_digits_length."""
+    group.add_argument("--stacked_digits_length", type=positive_int, default=DEFAULT_LENGTH,
+                       help="stacked_digits: number of (fixed, seeded) digit triplets in the data set")
+
+
+def build(args, root, train, flip):
+    """The registry's loader (``root`` is unused: the digits ship with scikit-learn)."""
+    length = getattr(args, "stacked_digits_length", DEFAULT_LENGTH)
+    return StackedDigits(args.image_size, length, train=train, flip=flip)

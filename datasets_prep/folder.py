@@ -1,16 +1,16 @@
-"""Any folder tree of images (``--dataset folder``).
+"""Any folder tree of images (``--dataset folder``), or a prepare_lmdb LMDB made from one.
 
 Files are found recursively by extension (see ``common.IMAGE_EXTENSIONS``) and taken in
-sorted path order.  A file that does not decode stops training with an error naming it
-(rather than silently training on a different set); prepare_lmdb.py, which checks every
-image once, skips such files with a count instead.
+sorted path order; only regular files (or links to them) are read.  A file that does not
+decode stops training with an error naming it (rather than silently training on a different
+set); ``python -m datasets_prep.prepare_lmdb --check ROOT`` lists every such file.
 """
 
 import os
 
-import torch.utils.data
-
-from datasets_prep.common import IMAGE_EXTENSIONS, DataError, image_transform, list_images, load_image_file
+from datasets_prep import lmdb_io
+from datasets_prep.common import IMAGE_EXTENSIONS, DecodedImages, list_images, load_image_file
+from datasets_prep.errors import DataError
 
 
 def find_images(root, flag="--datadir"):
@@ -26,19 +26,39 @@ def find_images(root, flag="--datadir"):
     return files
 
 
-class ImageFolder(torch.utils.data.Dataset):
+class ImageFolder(DecodedImages):
     """Images resized (shorter side) and centre-cropped to ``size``.
 
     Items: (float tensor (3, size, size) in [-1, 1], 0).
     """
 
-    def __init__(self, root, size, flip):
+    def __init__(self, root, size, flip, flag="--datadir"):
+        super().__init__(root, size, flip)
         self.root = root
-        self.files = find_images(root)
-        self.transform = image_transform(size, crop=True, flip=flip)
+        self.files = find_images(root, flag)
 
     def __len__(self):
         return len(self.files)
 
-    def __getitem__(self, index):
-        return self.transform(load_image_file(os.path.join(self.root, self.files[index]))), 0
+    def load(self, index):
+        return load_image_file(os.path.join(self.root, self.files[index]))
+
+
+def _is_lmdb_output(root):
+    """--dataset folder also takes a prepare_lmdb output (finished or not, for the right message)."""
+    return bool(root) and (lmdb_io.is_lmdb(root) or os.path.isdir(root + lmdb_io.PARTIAL_SUFFIX))
+
+
+def build(args, root, train, flip):
+    """The registry's loader: an ImageFolder, or an ImageLmdb for a prepare_lmdb output."""
+    if _is_lmdb_output(root):
+        return lmdb_io.build(args, root, train, flip)
+    return ImageFolder(root, args.image_size, flip)
+
+
+def check(args, root):
+    """The registry's check: the folder lists images and its first one decodes (or the LMDB opens)."""
+    if _is_lmdb_output(root):
+        lmdb_io.check(args, root)
+    else:
+        load_image_file(os.path.join(root, find_images(root)[0]))

@@ -17,10 +17,10 @@ import os
 import re
 
 import numpy as np
-import torch.utils.data
 from PIL import Image
 
-from datasets_prep.common import DataError, decode_image, image_transform
+from datasets_prep.common import DecodedImages, decode_image
+from datasets_prep.errors import DataError
 
 LENGTH_KEY = b"length"
 PROGRESS_KEY = b"__ddgan_progress__"
@@ -41,6 +41,26 @@ def is_lmdb(path):
     return os.path.isfile(os.path.join(path, "data.mdb"))
 
 
+def _lmdb_module(path):
+    """The lmdb package, imported here (only LMDB data sets need it); DataError if it is missing."""
+    try:
+        import lmdb
+    except ImportError:
+        raise DataError(f"reading the LMDB {path} needs the lmdb package: pip install lmdb") from None
+    return lmdb
+
+
+def _require_whole(env, path):
+    """DataError if data.mdb is shorter than its own header says (a copy or download cut short):
+    reading the missing pages would kill the process with SIGBUS."""
+    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = os.path.getsize(os.path.join(path, "data.mdb"))
+    if size < needed:
+        env.close()
+        raise DataError(f"{path}/data.mdb is truncated ({size:,} of {needed:,} bytes): copy or "
+                        "download it again, or re-create the LMDB")
+
+
 def open_readonly(path):
     """This process's read-only, lock-free environment for ``path``, opened on first use and kept
     (so data sets sharing a path, and DataLoader workers after fork, each get a usable handle)."""
@@ -50,14 +70,12 @@ def open_readonly(path):
         return env
     if env is not None:
         env.close()  # the parent's handle, inherited through fork
-    try:
-        import lmdb  # here, not at the top: only LMDB data sets need the package
-    except ImportError:
-        raise DataError(f"reading the LMDB {path} needs the lmdb package: pip install lmdb") from None
+    lmdb = _lmdb_module(path)
     try:
         env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, max_readers=256)
     except lmdb.Error as error:
         raise DataError(f"cannot open the LMDB {path} ({error}): check the path or re-create it") from None
+    _require_whole(env, path)
     _OPEN[key] = (os.getpid(), env)
     return env
 
@@ -84,19 +102,31 @@ def find_image_lmdb(datadir):
     raise DataError(f"no LMDB (data.mdb) in {datadir}: point --datadir at the LMDB folder, or {PREPARE_HINT}")
 
 
-class LmdbDataset(torch.utils.data.Dataset):
+class LmdbDataset(DecodedImages):
     """Base for LMDB-backed data sets; holds only the path, so it pickles to spawned workers."""
 
-    def __init__(self, path):
+    def __init__(self, path, size, flip):
+        super().__init__(path, size, flip)
         self.path = path
 
     def read(self, key):
-        with open_readonly(self.path).begin() as txn:
-            data = txn.get(key)
+        """The value of ``key``; DataError naming the key if it is missing or its pages are damaged."""
+        name = key.decode(errors="replace")
+        try:
+            with open_readonly(self.path).begin() as txn:
+                data = txn.get(key)
+        except _lmdb_module(self.path).Error as error:
+            raise DataError(f"{self.path} key {name} cannot be read ({error}): re-create the LMDB") from None
         if data is None:
-            name = key.decode(errors="replace")
             raise DataError(f"key {name} is missing from {self.path}: re-create the LMDB")
         return data
+
+
+def holds_indexed_images(path):
+    """True if the LMDB has a layout ImageLmdb reads (or a prepare_lmdb progress record); False for
+    other LMDBs, such as LSUN's."""
+    with open_readonly(path).begin() as txn:
+        return any(txn.get(key) is not None for key in (LENGTH_KEY, PROGRESS_KEY, b"0"))
 
 
 def _resolutions(txn):
@@ -141,6 +171,9 @@ def inspect_image_lmdb(path, size):
             raise DataError(f"{path} is an unfinished prepare_lmdb output: re-run the prepare_lmdb command")
         length = txn.get(LENGTH_KEY)
         if length is not None:
+            if not length.isdigit():
+                raise DataError(f"{path} has a 'length' key that is not a number ({bytes(length[:20])!r}): "
+                                f"{PREPARE_HINT}")
             return int(length), _pick_resolution(_resolutions(txn), size, path), False
         first = txn.get(b"0")
         if first is not None:
@@ -149,9 +182,12 @@ def inspect_image_lmdb(path, size):
                     f"for LSUN's own LMDBs use --dataset lsun, otherwise {PREPARE_HINT}")
 
 
-def raw_rgb_image(value):
-    """NVAE's raw pixels (side * side * 3 bytes) -> RGB image."""
+def raw_rgb_image(value, where):
+    """NVAE's raw pixels (side * side * 3 bytes) -> RGB image; DataError naming ``where`` otherwise."""
     side = math.isqrt(len(value) // 3)
+    if side * side * 3 != len(value):
+        raise DataError(f"{where} holds {len(value)} bytes, not the pixels of a square RGB image: "
+                        "re-create the LMDB")
     return Image.fromarray(np.frombuffer(value, dtype=np.uint8).reshape(side, side, 3))
 
 
@@ -162,11 +198,10 @@ class ImageLmdb(LmdbDataset):
     """
 
     def __init__(self, path, size, flip):
-        super().__init__(path)
+        super().__init__(path, size, flip)
         self.length, self.resolution, self.raw = inspect_image_lmdb(path, size)
         if self.length <= 0:
             raise DataError(f"{path} holds no images: {PREPARE_HINT}")
-        self.transform = image_transform(size, crop=True, flip=flip)
 
     def __len__(self):
         return self.length
@@ -176,8 +211,17 @@ class ImageLmdb(LmdbDataset):
             return str(index).encode()
         return image_key(self.resolution, index)
 
-    def __getitem__(self, index):
+    def load(self, index):
         key = self.key(index)
-        value = self.read(key)
-        image = raw_rgb_image(value) if self.raw else decode_image(value, f"{self.path} key {key.decode()}")
-        return self.transform(image), 0
+        where = f"{self.path} key {key.decode()}"
+        return raw_rgb_image(self.read(key), where) if self.raw else decode_image(self.read(key), where)
+
+
+def build(args, root, train, flip):
+    """The registry's loader for celeba_256 and ffhq_256 (and --dataset folder on an LMDB)."""
+    return ImageLmdb(find_image_lmdb(root), args.image_size, flip)
+
+
+def check(args, root):
+    """The registry's check: the LMDB opens, is finished and holds images."""
+    build(args, root, train=False, flip=False)

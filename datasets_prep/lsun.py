@@ -7,9 +7,11 @@ torchvision's LSUN class (which the reference used) does, so ``--lsun_subset``'s
 class writes a key cache into the working directory.
 """
 
+import argparse
 import os
 
-from datasets_prep.common import DataError, decode_image, image_transform
+from datasets_prep.common import decode_image
+from datasets_prep.errors import DataError
 from datasets_prep.lmdb_io import LmdbDataset, is_lmdb, open_readonly
 
 LSUN_FOLDER = "church_outdoor_train_lmdb"
@@ -49,14 +51,29 @@ class LsunLmdb(LmdbDataset):
     """
 
     def __init__(self, path, size, flip, limit=None):
-        super().__init__(path)
+        super().__init__(path, size, flip)
         self.keys = lsun_keys(path, limit)
-        self.transform = image_transform(size, crop=True, flip=flip)
 
     def __len__(self):
         return len(self.keys)
 
-    def __getitem__(self, index):
+    def load(self, index):
         key = self.keys[index]
-        image = decode_image(self.read(key), f"{self.path} key {key.decode(errors='replace')}")
-        return self.transform(image), 0
+        return decode_image(self.read(key), f"{self.path} key {key.decode(errors='replace')}")
+
+
+def add_flags(group):
+    """The registry's flags for lsun: --lsun_subset."""
+    group.add_argument("--lsun_subset", action=argparse.BooleanOptionalAction, default=True,
+                       help=f"LSUN: train on the first {LSUN_SUBSET:,} images only, as the reference does")
+
+
+def build(args, root, train, flip):
+    """The registry's loader: the first LSUN_SUBSET images, or all with --no-lsun_subset."""
+    limit = LSUN_SUBSET if getattr(args, "lsun_subset", True) else None
+    return LsunLmdb(find_lsun_lmdb(root), args.image_size, flip, limit=limit)
+
+
+def check(args, root):
+    """The registry's check: the LMDB opens and holds at least one image id."""
+    lsun_keys(find_lsun_lmdb(root), limit=1)

@@ -1,7 +1,8 @@
-"""Pack a folder of images into an image LMDB, or export an LSUN LMDB to image files.
+"""Pack a folder of images into an image LMDB, export an LSUN LMDB to image files, or check a data set.
 
     python -m datasets_prep.prepare_lmdb --input IMAGES --output data/ffhq-lmdb --resolution 256
     python -m datasets_prep.prepare_lmdb --lsun_export church_outdoor_train_lmdb --output church_images
+    python -m datasets_prep.prepare_lmdb --check IMAGES_OR_LMDB
 
 Packing writes the layout of datasets_prep/lmdb_io.py, read by ``--dataset celeba_256``,
 ``ffhq_256`` and ``folder``.  Images are taken in sorted path order, scaled (shorter side,
@@ -11,11 +12,15 @@ the very same pixels).  Files that do not decode are skipped and counted.
 
 Interrupting is safe: the database is written to ``OUTPUT.partial`` in transactions that
 also record how far the work got, and is renamed to ``OUTPUT`` only when complete.
-Running the same command again resumes where the last committed transaction ended.
+Running the same command again resumes where the last committed transaction ended (also
+after the disk filled up).
+
+``--check`` decodes every image of a folder, an image LMDB or an LSUN LMDB and lists the
+unreadable ones (exit status 1 if there are any).
 """
 
-import argparse
 import contextlib
+import errno
 import functools
 import hashlib
 import io
@@ -26,14 +31,25 @@ import re
 import sys
 
 import lmdb
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from datasets_prep.common import DataError, fit_square
-from datasets_prep.folder import find_images
-from datasets_prep.lmdb_io import LENGTH_KEY, PARTIAL_SUFFIX, PROGRESS_KEY, image_key, open_readonly, release
-from datasets_prep.lsun import find_lsun_lmdb
-from utils.argtypes import positive_int
+from datasets_prep.common import fit_square, open_image, read_file
+from datasets_prep.errors import DataError
+from datasets_prep.folder import ImageFolder, find_images
+from datasets_prep.lmdb_io import (
+    LENGTH_KEY,
+    PARTIAL_SUFFIX,
+    PROGRESS_KEY,
+    ImageLmdb,
+    holds_indexed_images,
+    image_key,
+    is_lmdb,
+    open_readonly,
+    release,
+)
+from datasets_prep.lsun import LsunLmdb, find_lsun_lmdb
+from utils.argtypes import ArgumentParser, positive_int
+from utils.images import to_rgb
 
 COMMIT_EVERY = 256
 INITIAL_MAP_SIZE = 1 << 30
@@ -43,20 +59,51 @@ _EXTENSIONS = {b"RIFF": ".webp", b"\xff\xd8\xff": ".jpg", b"\x89PNG": ".png", b"
 
 
 def encode_image_file(path, resolution):
-    """The bytes to store for one image file, or None if it does not decode."""
-    with open(path, "rb") as handle:
-        data = handle.read()
+    """The bytes to store for one image file, or None if it cannot be read or decoded."""
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        data = read_file(path)
+        image = open_image(data, path)
+    except DataError:
         return None
     if image.size == (resolution, resolution) and image.mode == "RGB" and image.format in KEEP_FORMATS:
         return data
     buffer = io.BytesIO()
-    fit_square(image.convert("RGB"), resolution).save(buffer, format="PNG")
+    fit_square(to_rgb(image), resolution).save(buffer, format="PNG")
     return buffer.getvalue()
 
+
+# ----------------------------------------------------------------------------- where output may go
+
+def _inside(path, folder):
+    """True if ``path`` is ``folder`` or lies under it (links resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def require_writable(path):
+    """DataError naming ``--output path`` unless it can be created: its nearest existing ancestor must
+    be a folder this process may write in.  Checked before anything is written."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise DataError(f"--output {path} cannot be created: {parent} is a file, not a folder; "
+                        "choose another --output")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"--output {path} cannot be created: no permission to write in {parent}; "
+                        "choose another --output")
+
+
+def _check_pack_output(input_dir, output):
+    if input_dir and _inside(output, input_dir):
+        raise DataError(f"--output {output} is inside --input {input_dir}: choose an --output outside "
+                        "the folder of images")
+    if os.path.lexists(output):
+        raise DataError(f"{output} already exists: delete it or choose another --output")
+    require_writable(output + PARTIAL_SUFFIX)
+
+
+# ----------------------------------------------------------------------------- packing
 
 def _fingerprint(files, resolution):
     """Identifies the job, so a resume with another --input or --resolution is refused."""
@@ -122,15 +169,41 @@ def _pack(env, input_dir, files, resolution, progress, workers):
                 items = []
 
 
+def _open_partial(partial):
+    """The writable environment of ``partial`` (created with its parent folders if new)."""
+    release(partial)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(partial)), exist_ok=True)
+        return lmdb.open(partial, map_size=INITIAL_MAP_SIZE)
+    except (OSError, lmdb.Error) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise DataError(f"cannot create {partial} ({reason}): choose another --output") from None
+
+
+def _committed(env):
+    """How many input files the last committed transaction of a partial LMDB covers."""
+    with env.begin() as txn:
+        record = txn.get(PROGRESS_KEY)
+    return json.loads(record)["done"] if record else 0
+
+
+def _write_failed(env, partial, error, total):
+    """DataError for a write that failed part-way: what is kept, and how to go on."""
+    kept = f"the first {_committed(env)} of {total} images are committed in {partial} and kept"
+    if isinstance(error, lmdb.DiskError):
+        return DataError(f"disk full while writing {partial}: {kept}; free some space, then run the "
+                         "same command again to resume")
+    return DataError(f"writing {partial} failed ({error}): {kept}; fix the cause, then run the same "
+                     "command again to resume")
+
+
 def prepare(input_dir, output, resolution=256, workers=1):
-    """Pack ``input_dir``'s images into the LMDB ``output``; returns the final progress record."""
-    if os.path.exists(output):
-        raise DataError(f"{output} already exists: delete it or choose another --output")
+    """Pack ``input_dir``'s images into the LMDB ``output``; returns the final progress record
+    (None if an earlier run had finished all but the final rename)."""
+    _check_pack_output(input_dir, output)
     files = find_images(input_dir, flag="--input")
     partial = output + PARTIAL_SUFFIX
-    release(partial)
-    os.makedirs(os.path.dirname(os.path.abspath(partial)), exist_ok=True)
-    env = lmdb.open(partial, map_size=INITIAL_MAP_SIZE)
+    env = _open_partial(partial)
     try:
         progress = _load_progress(env, partial, _fingerprint(files, resolution))
         if progress is not None:
@@ -139,11 +212,15 @@ def prepare(input_dir, output, resolution=256, workers=1):
                 raise DataError(f"none of the {len(files)} image files under {input_dir} could be read: "
                                 f"check them, then delete {partial}")
             _write(env, [(LENGTH_KEY, str(progress["stored"]).encode())], delete=[PROGRESS_KEY])
+    except lmdb.Error as error:
+        raise _write_failed(env, partial, error, len(files)) from None
     finally:
         env.close()
     os.rename(partial, output)
     return progress
 
+
+# ----------------------------------------------------------------------------- LSUN export
 
 def _safe_name(key):
     """A file name for an LMDB key: the key itself when harmless, else its hex."""
@@ -151,13 +228,41 @@ def _safe_name(key):
     return text if re.fullmatch(r"[\w.-]+", text) and not text.startswith(".") else key.hex()
 
 
+def _write_file(target, value, written, output):
+    """Write ``value`` to ``target`` through a temporary name; DataError (nothing half-written) if it fails."""
+    temporary = target + ".tmp"
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(value)
+        os.replace(temporary, target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        kept = f"the {written} images exported so far are kept in {output}"
+        if error.errno == errno.ENOSPC:
+            raise DataError(f"disk full while writing {target}: {kept}; free some space, then run the "
+                            "same command again to export the rest") from None
+        raise DataError(f"cannot write {target} ({error.strerror}): {kept}; check --output") from None
+
+
+def _make_export_folder(lmdb_path, output):
+    if os.path.lexists(output) and not os.path.isdir(output):
+        raise DataError(f"--output {output} is a file: give a folder for the exported images")
+    if _inside(output, lmdb_path):
+        raise DataError(f"--output {output} is inside the LMDB {lmdb_path}: choose a folder outside it")
+    if not os.path.isdir(output):
+        require_writable(output)
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot create --output {output} ({error.strerror}): choose another --output") from None
+
+
 def export_lsun(lmdb_path, output):
     """Write every image of an LSUN LMDB to ``output/<key>.<ext>``; existing files are kept
     (so an interrupted export resumes).  Returns (written, skipped non-images)."""
     path = find_lsun_lmdb(lmdb_path)
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise DataError(f"--output {output} is a file: give a folder for the exported images")
-    os.makedirs(output, exist_ok=True)
+    _make_export_folder(path, output)
     written = skipped = 0
     with open_readonly(path).begin() as txn:
         for key, value in tqdm(txn.cursor(), total=txn.stat()["entries"], unit="img"):
@@ -167,25 +272,71 @@ def export_lsun(lmdb_path, output):
                 continue
             target = os.path.join(output, _safe_name(key) + extension)
             if not os.path.exists(target):
-                with open(target + ".tmp", "wb") as handle:
-                    handle.write(value)
-                os.replace(target + ".tmp", target)
+                _write_file(target, value, written, output)
             written += 1
     return written, skipped
 
 
+# ----------------------------------------------------------------------------- checking
+
+def open_images(path, resolution):
+    """The decoded-image data set at ``path``: a folder of images, an image LMDB or an LSUN LMDB."""
+    if not is_lmdb(path):
+        return ImageFolder(path, resolution, flip=False, flag="--check")
+    if holds_indexed_images(path):
+        return ImageLmdb(path, resolution, flip=False)
+    return LsunLmdb(path, resolution, flip=False)
+
+
+_CHECKED = None  # the data set a --check worker decodes (set once per worker, not sent per task)
+
+
+def _use_dataset(dataset):
+    global _CHECKED
+    _CHECKED = dataset
+
+
+def _problem(index):
+    """Why item ``index`` of the checked data set does not decode, or None."""
+    try:
+        _CHECKED.load(index)
+    except DataError as error:
+        return str(error)
+    return None
+
+
+def find_unreadable(path, resolution=256, workers=1):
+    """(number of images, messages naming each unreadable one) of the data set at ``path``."""
+    dataset = open_images(path, resolution)
+    _use_dataset(dataset)
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(multiprocessing.Pool(workers, _use_dataset, (dataset,)))
+            problems = pool.imap(_problem, range(len(dataset)), chunksize=64)
+        else:
+            problems = map(_problem, range(len(dataset)))
+        found = [problem for problem in tqdm(problems, total=len(dataset), unit="img") if problem]
+    return len(dataset), found
+
+
+# ----------------------------------------------------------------------------- command line
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--input", help="folder of images to pack (searched recursively)")
-    add("--output", required=True, help="LMDB folder to create (a folder of files with --lsun_export)")
+    add("--output", help="LMDB folder to create (a folder of files with --lsun_export)")
     add("--resolution", type=positive_int, default=256, help="side of the stored square images")
     add("--lsun_export", metavar="LMDB", help="instead of packing: write an LSUN LMDB's images as files")
+    add("--check", metavar="DATA", help="instead of packing: list the images of a folder or LMDB that do not decode")
     add("--workers", type=positive_int, default=min(8, os.cpu_count() or 1),
         help="processes decoding and resizing images")
     args = parser.parse_args(argv)
-    if (args.input is None) == (args.lsun_export is None):
-        parser.error("pass either --input DIR (pack into an LMDB) or --lsun_export LMDB (write images out)")
+    if sum(mode is not None for mode in (args.input, args.lsun_export, args.check)) != 1:
+        parser.error("pass one of --input DIR (pack into an LMDB), --lsun_export LMDB (write images out) "
+                     "or --check DATA (list unreadable images)")
+    if args.check is None and not args.output:
+        parser.error("--output is required with --input and --lsun_export")
     return args
 
 
@@ -198,15 +349,25 @@ def _report(progress, output, resolution):
         print(f"skipped {len(skipped)} unreadable files: {shown}", file=sys.stderr)
 
 
+def _run(args):
+    if args.check:
+        total, problems = find_unreadable(args.check, args.resolution, args.workers)
+        print("\n".join(problems) or f"all {total} images of {args.check} decode")
+        if problems:
+            raise DataError(f"{len(problems)} of {total} images of {args.check} are unreadable (listed above): "
+                            "delete or re-encode them")
+    elif args.lsun_export:
+        written, skipped = export_lsun(args.lsun_export, args.output)
+        print(f"exported {written} images to {args.output}; skipped {skipped} values that are not images")
+    else:
+        progress = prepare(args.input, args.output, args.resolution, args.workers)
+        _report(progress, args.output, args.resolution)
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
-        if args.lsun_export:
-            written, skipped = export_lsun(args.lsun_export, args.output)
-            print(f"exported {written} images to {args.output}; skipped {skipped} values that are not images")
-        else:
-            progress = prepare(args.input, args.output, args.resolution, args.workers)
-            _report(progress, args.output, args.resolution)
+        _run(args)
     except DataError as error:
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:

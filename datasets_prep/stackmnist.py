@@ -15,9 +15,9 @@ import numpy as np
 import torch.utils.data
 import torchvision
 from PIL import Image
-from torchvision import transforms
 
-from datasets_prep.common import DataError, torchvision_download
+from datasets_prep.common import image_transform, torchvision_download
+from datasets_prep.errors import DataError
 
 MNIST_RAW = os.path.join("MNIST", "raw")
 _IDX_DTYPES = {0x08: np.uint8}
@@ -80,13 +80,13 @@ def stacked_label(digits):
 
 
 class StackedMNIST(torch.utils.data.Dataset):
-    """Items: (float tensor (3, size, size) in [-1, 1], mode id in [0, 1000)); never flipped."""
+    """Items: (float tensor (3, size, size) in [-1, 1], mode id in [0, 1000)); flipped at random
+    only with ``flip`` (the registry never asks: a flipped digit is not a digit)."""
 
-    def __init__(self, root, size=32, train=True, pairing_seed=0):
+    def __init__(self, root, size=32, train=True, pairing_seed=0, flip=False):
         self.images, self.labels = read_mnist(root, train)
         self.triplets = stack_triplets(len(self.images), np.random.default_rng(pairing_seed))
-        self.transform = transforms.Compose([
-            transforms.Resize(size), transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
+        self.transform = image_transform(size, flip=flip)
 
     def __len__(self):
         return len(self.triplets)
@@ -95,3 +95,14 @@ class StackedMNIST(torch.utils.data.Dataset):
         triplet = self.triplets[index]
         image = Image.fromarray(np.stack([self.images[i] for i in triplet], axis=-1))
         return self.transform(image), stacked_label(self.labels[triplet])
+
+
+def build(args, root, train, flip):
+    """The registry's loader."""
+    return StackedMNIST(root, args.image_size, train=train, flip=flip)
+
+
+def check(args, root):
+    """The registry's check: the training idx files are there, else they are downloaded."""
+    if not mnist_present(root):
+        download_mnist(root)

@@ -1,6 +1,7 @@
 """Tiny data sets written in each loader's real on-disk format (for tests anywhere in the suite).
 
-- ``write_cifar10(root)``: ROOT/cifar-10-batches-py with data_batch_1..5, test_batch, batches.meta.
+- ``write_cifar10(root)``: ROOT/cifar-10-batches-py with data_batch_1..5, test_batch, batches.meta,
+  pickled as the published files are (Python 2, protocol 2: ``python2_pickle``).
 - ``write_mnist(root, images, labels)``: ROOT/MNIST/raw idx files (plain or .gz).
 - ``write_lsun_lmdb(path, images)``: an LSUN-style LMDB (hex ids -> WebP/JPEG bytes).
 - ``write_image_folder(root, images)``: a nested folder of PNG/JPEG files.
@@ -12,6 +13,7 @@ import hashlib
 import io
 import os
 import pickle
+import struct
 
 import lmdb
 import numpy as np
@@ -41,6 +43,37 @@ def decode(data):
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
+class _Python2Pickler(pickle._Pickler):
+    """Pickles as Python 2's cPickle did for the CIFAR-10 files: protocol 2, every string (bytes, and
+    the str that numpy's dtype pickles) as a py2 ``str`` opcode rather than Python 3's
+    ``_codecs.encode`` call or unicode opcodes, and numpy under ``numpy.core.multiarray``."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+    reconstruct = np.zeros(0).__reduce__()[0]
+
+    def save_py2_str(self, text):
+        data = text.encode("latin-1") if isinstance(text, str) else text
+        short = len(data) < 256
+        size = bytes([len(data)]) if short else struct.pack("<i", len(data))
+        self.write((pickle.SHORT_BINSTRING if short else pickle.BINSTRING) + size + data)
+        self.memoize(text)
+
+    dispatch[bytes] = dispatch[str] = save_py2_str
+
+    def save_global(self, obj, name=None):
+        if obj is not self.reconstruct:
+            return super().save_global(obj, name)
+        self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+        self.memoize(obj)
+
+
+def python2_pickle(obj):
+    """The bytes Python 2 would have written for ``obj`` (dicts, lists, ints, bytes as str, arrays)."""
+    buffer = io.BytesIO()
+    _Python2Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue()
+
+
 def write_cifar10(root, per_batch=4, seed=0, first=None):
     """CIFAR-10 python batches; returns {batch name: (uint8 (n, 32, 32, 3), labels)}.
     ``first`` (uint8 (32, 32, 3)) replaces the first training image."""
@@ -53,12 +86,13 @@ def write_cifar10(root, per_batch=4, seed=0, first=None):
             images[0] = first
         labels = [int(v) for v in np.random.default_rng(seed + i).integers(0, 10, per_batch)]
         batch = {b"batch_label": name.encode(), b"labels": labels,
-                 b"data": images.transpose(0, 3, 1, 2).reshape(per_batch, 3072), b"filenames": []}
+                 b"data": images.transpose(0, 3, 1, 2).reshape(per_batch, 3072),
+                 b"filenames": [f"image_{k}.png".encode() for k in range(per_batch)]}
         with open(os.path.join(folder, name), "wb") as handle:
-            pickle.dump(batch, handle)
+            handle.write(python2_pickle(batch))
         written[name] = (images, labels)
     with open(os.path.join(folder, "batches.meta"), "wb") as handle:
-        pickle.dump({b"label_names": [f"class{k}".encode() for k in range(10)]}, handle)
+        handle.write(python2_pickle({b"label_names": [f"class{k}".encode() for k in range(10)]}))
     return written
 
 
@@ -126,3 +160,62 @@ def write_image_folder(root, images, nested=True):
         Image.fromarray(image).save(os.path.join(root, name), quality=95)
         paths.append(name)
     return paths
+
+
+# ----------------------------------------------------------------------------- broken data, for the error tests
+
+class RunsCode:
+    """Unpickling this runs ``command`` through os.system: what a tampered pickle could do."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def write_tampered_cifar10(root, command="touch code_ran"):
+    """CIFAR-10 batches whose first training batch would run ``command`` when unpickled."""
+    write_cifar10(root)
+    with open(os.path.join(root, "cifar-10-batches-py", "data_batch_1"), "wb") as handle:
+        pickle.dump({b"data": RunsCode(command), b"labels": []}, handle)
+
+
+def images_with(root, bad):
+    """Two PNG files and ``bad.png`` (listed first): a FIFO ("fifo"), a link to nothing ("broken_link")
+    or bytes that are not an image ("corrupt").  Returns ``root``."""
+    write_image_folder(root, random_images(2, 8, 8), nested=False)
+    path = os.path.join(root, "bad.png")
+    if bad == "fifo":
+        os.mkfifo(path)
+    elif bad == "broken_link":
+        os.symlink(os.path.join(root, "moved_away.png"), path)
+    else:
+        with open(path, "wb") as handle:
+            handle.write(b"\x89PNG cut short")
+    return root
+
+
+def tiny_lsun_lmdb(path):
+    """An LSUN-layout LMDB of one image at ``path``; returns ``path``."""
+    write_lsun_lmdb(str(path), random_images(1, 8, 8))
+    return path
+
+
+def write_truncated_lmdb(path, count=40):
+    """An LSUN-layout LMDB whose data.mdb lost its second half (a copy cut short)."""
+    write_lsun_lmdb(str(path), random_images(count, 16, 16))
+    data = os.path.join(path, "data.mdb")
+    os.truncate(data, os.path.getsize(data) // 2)
+    return path
+
+
+def unwritable_folder(scratch):
+    """A folder in which no file can be created: read-only permissions, or (for root, whom
+    permissions do not stop) /sys, where nobody may create anything."""
+    if os.geteuid() == 0:
+        return "/sys"
+    locked = os.path.join(scratch, "locked")
+    os.makedirs(locked)
+    os.chmod(locked, 0o555)
+    return locked

@@ -1,20 +1,26 @@
-"""The data set loaders on tiny data written in each real on-disk format, and check_data's errors."""
+"""The table of data sets, the loaders on tiny data written in each real on-disk format, and their
+errors: check_data's up front, and a bad file met mid-epoch (also through a DataLoader worker)."""
 
 import argparse
 import os
+import pickle
 import subprocess
 import sys
 
+import lmdb
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import datasets_prep
-from datasets_prep import DataError, check_data, get_dataset
-from datasets_prep import loaders as loaders_module
+from datasets_prep import DATA_SETS, DataError, check_data, get_dataset
 from datasets_prep.cifar import Cifar10
+from datasets_prep.common import list_images
 from datasets_prep.digits import digits_split
+from datasets_prep.lmdb_io import image_key
 from datasets_prep.prepare_lmdb import prepare
+from datasets_prep.registry import resolve
 from tests._data_formats import (
     asymmetric_image,
     encode,
@@ -27,7 +33,7 @@ from tests._data_formats import (
     write_nvae_lmdb,
 )
 from tests._train_helpers import REPO, TINY
-from utils.flags import DATASETS, add_common_flags, add_model_flags
+from utils.flags import CH_MULT_BY_DATASET, DATASETS, add_common_flags, add_model_flags, resolve_ch_mult
 
 
 def make_args(*argv):
@@ -74,6 +80,93 @@ def assert_images(dataset, size, count):
         assert isinstance(label, int)
 
 
+def varies_with_seed(dataset, index):
+    """True if item ``index`` depends on torch's seed (a random flip of an asymmetric image)."""
+    outcomes = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        outcomes.add(dataset[index][0].numpy().tobytes())
+    return len(outcomes) > 1
+
+
+def _cifar10(root):
+    write_cifar10(root, per_batch=2, first=asymmetric_image(32, 32))
+    return root, 0
+
+
+def _stackmnist(root):
+    for train in (True, False):
+        write_mnist(root, *mnist_like_digits(8), train=train)
+    return root, 0
+
+
+def _lsun(root):
+    keys = write_lsun_lmdb(str(root / "church_outdoor_train_lmdb"), [asymmetric_image(16, 16), *random_images(3, 8, 8)])
+    return root, sorted(keys).index(keys[0])
+
+
+def _prepared_lmdb(root):
+    write_image_folder(root / "images", [asymmetric_image(16, 16), *random_images(3, 16, 16)], nested=False)
+    prepare(str(root / "images"), str(root / "db"), resolution=16)
+    return root / "db", 0
+
+
+def _folder(root):
+    write_image_folder(root, [asymmetric_image(16, 16), *random_images(2, 20, 16)], nested=False)
+    return root, 0
+
+
+# Per row of the table: lay out tiny data in its format under ROOT -> (--datadir or None, index of an
+# item whose image is asymmetric where the data set can flip).  A new row needs an entry here.
+TINY_DATA = {"cifar10": _cifar10, "stackmnist": _stackmnist, "lsun": _lsun, "celeba_256": _prepared_lmdb,
+             "ffhq_256": _prepared_lmdb, "folder": _folder, "stacked_digits": lambda root: (None, 0)}
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def test_the_flags_come_from_the_table():
+    assert DATASETS == datasets_prep.dataset_names() == tuple(DATA_SETS)
+    assert CH_MULT_BY_DATASET == {  # the reference's defaults; folder goes by --image_size
+        "cifar10": (1, 2, 2, 2), "stackmnist": (1, 2, 2, 2), "stacked_digits": (1, 2, 2, 2),
+        "lsun": (1, 1, 2, 2, 4, 4), "celeba_256": (1, 1, 2, 2, 4, 4), "ffhq_256": (1, 1, 2, 2, 4, 4)}
+    for row in DATA_SETS.values():
+        for reference in (row.loader, row.check, row.flags):
+            assert reference is None or callable(resolve(reference)), reference
+
+
+def test_ch_mult_default_is_the_rows_else_by_image_size():
+    lsun = resolve_ch_mult(make_args("--dataset", "lsun", "--image_size", 256))
+    assert tuple(lsun.ch_mult) == DATA_SETS["lsun"].ch_mult == (1, 1, 2, 2, 4, 4)
+    assert DATA_SETS["folder"].ch_mult is None
+    assert resolve_ch_mult(make_args("--dataset", "folder", "--image_size", 16)).ch_mult == [1, 2, 2]
+
+
+@pytest.mark.parametrize("name", DATA_SETS)
+def test_every_row_builds_its_data_set(tmp_path, name):
+    """Tiny data in the row's format: checked, then built with the row's channels; training items
+    flip at random exactly when the row says so, test items never."""
+    row = DATA_SETS[name]
+    datadir, index = TINY_DATA[name](tmp_path)
+    args = make_args("--dataset", name, *(["--datadir", datadir] if datadir else []), "--image_size", 16,
+                     "--stacked_digits_length", 8)
+    check_data(args)
+    train = get_dataset(args)
+    assert train[index][0].shape == (row.channels, 16, 16)
+    assert varies_with_seed(train, index) == row.flips
+    assert not varies_with_seed(get_dataset(args, train=False), index)
+
+
+def test_importing_the_table_is_light():
+    """utils.flags reads the table at start-up (test_ddgan.py keeps torchvision out of it)."""
+    code = ("import sys; import datasets_prep.registry; heavy = ('torch', 'torchvision', 'PIL', 'lmdb'); "
+            "print(sorted(m for m in heavy if m in sys.modules)); import datasets_prep, utils.flags; "
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.stdout.split("\n")[:2] == ["[]", "['torch']"], result.stderr  # torch: utils.argtypes
+
+
 # --- cifar10 -----------------------------------------------------------------------------------
 
 
@@ -106,9 +199,48 @@ def test_cifar10_corrupt_batch_names_the_file(tmp_path):
         get_dataset(make_args("--dataset", "cifar10", "--datadir", tmp_path))
 
 
+class RunsCode:
+    """Unpickling this calls os.system: what a tampered batch file could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_cifar10_batch_cannot_run_code(tmp_path):
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    marker = tmp_path / "code_ran"
+    batch.write_bytes(pickle.dumps({b"data": RunsCode(marker), b"labels": []}))
+    with pytest.raises(DataError) as info:
+        get_dataset(make_args("--dataset", "cifar10", "--datadir", tmp_path))
+    message = str(info.value)
+    assert "data_batch_2 is not a CIFAR-10 python batch (it refers to posix.system" in message
+    assert "download it again" in message and "\n" not in message
+    assert not marker.exists()
+
+
+def test_cifar10_batch_written_by_python3_numpy_reads_too(tmp_path):
+    written = write_cifar10(tmp_path, per_batch=2)
+    images, labels = written["test_batch"]
+    entry = {b"data": images.transpose(0, 3, 1, 2).reshape(2, 3072), b"labels": labels}
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(entry))
+    dataset = Cifar10(str(tmp_path), 32, train=False, flip=False)
+    assert torch.equal(dataset[1][0], expected_tensor(images[1])) and dataset[1][1] == labels[1]
+
+
+def test_cifar10_missing_with_downloads_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDGAN_NO_DOWNLOAD", "1")
+    monkeypatch.setattr("torchvision.datasets.CIFAR10", lambda *args, **kwargs: pytest.fail("downloaded"))
+    with pytest.raises(DataError, match=r"CIFAR-10 is not in .* and downloads are off \(\$DDGAN_NO_DOWNLOAD"):
+        check_data(make_args("--dataset", "cifar10", "--datadir", tmp_path))
+
+
 def test_cifar10_check_data_downloads_only_when_missing(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(loaders_module, "download_cifar10", calls.append)
+    monkeypatch.setattr("datasets_prep.cifar.download_cifar10", calls.append)
     write_cifar10(tmp_path)
     check_data(make_args("--dataset", "cifar10", "--datadir", tmp_path))
     assert calls == []
@@ -120,6 +252,7 @@ def test_cifar10_failed_download_says_where_to_put_the_files(tmp_path, monkeypat
     def offline(root, train, download):
         raise RuntimeError("network unreachable")
 
+    monkeypatch.delenv("DDGAN_NO_DOWNLOAD", raising=False)
     monkeypatch.setattr("torchvision.datasets.CIFAR10", offline)
     with pytest.raises(DataError, match=r"downloading it failed \(network unreachable\).*cifar-10-batches"):
         check_data(make_args("--dataset", "cifar10", "--datadir", tmp_path))
@@ -153,6 +286,7 @@ def test_stackmnist_missing_files_download_then_fail_cleanly(tmp_path, monkeypat
     def offline(root, train, download):
         raise OSError("no route")
 
+    monkeypatch.delenv("DDGAN_NO_DOWNLOAD", raising=False)
     monkeypatch.setattr("torchvision.datasets.MNIST", offline)
     with pytest.raises(DataError, match="MNIST is not in .*MNIST/raw and downloading it failed"):
         check_data(make_args("--dataset", "stackmnist", "--datadir", tmp_path))
@@ -188,7 +322,7 @@ def test_lsun_lmdb_resize_crop_flip(tmp_path, fmt):
 
 def test_lsun_subset_is_the_first_keys(tmp_path, monkeypatch):
     keys = write_lsun_lmdb(str(tmp_path / "db"), random_images(6, 8, 8))
-    monkeypatch.setattr(loaders_module, "LSUN_SUBSET", 4)
+    monkeypatch.setattr("datasets_prep.lsun.LSUN_SUBSET", 4)
     subset = get_dataset(make_args("--dataset", "lsun", "--datadir", tmp_path / "db", "--image_size", 8))
     whole = get_dataset(make_args("--dataset", "lsun", "--datadir", tmp_path / "db", "--no-lsun_subset"))
     assert subset.keys == sorted(keys)[:4] and whole.keys == sorted(keys)
@@ -356,11 +490,6 @@ def test_unknown_dataset_is_refused():
         get_dataset(argparse.Namespace(dataset="imagenet", datadir=None, image_size=32))
 
 
-def test_every_dataset_name_has_a_loader():
-    assert datasets_prep.dataset_names() == DATASETS
-    assert set(loaders_module._BUILDERS) == set(DATASETS) == set(loaders_module._CHECKS)
-
-
 def test_data_flags_defaults():
     args = make_args()
     assert args.lsun_subset is True and args.stacked_digits_length == 60_000
@@ -380,3 +509,125 @@ def test_lmdb_datasets_work_in_forked_workers(tmp_path):
         batches = list(loader)
         assert sum(len(images) for images, _ in batches) == 4
         assert batches[0][0].shape == (2, 3, 8, 8) and torch.equal(batches[0][0][0], first)
+
+
+# --- a bad file met mid-epoch ----------------------------------------------------------------------
+
+
+def _corrupt_folder(root):
+    write_image_folder(root, random_images(4, 8, 8), nested=False)
+    (root / "img002.png").write_bytes(b"\x89PNG cut short")
+    return ("--dataset", "folder", "--datadir", root), f"{root}/img002.png is not a readable image"
+
+
+def _corrupt_prepared_lmdb(root):
+    write_image_folder(root / "images", random_images(4, 8, 8), nested=False)
+    prepare(str(root / "images"), str(root / "db"), resolution=8)
+    env = lmdb.open(str(root / "db"))
+    with env.begin(write=True) as txn:
+        txn.put(image_key(8, 2), b"\x89PNG cut short")
+    env.close()
+    return ("--dataset", "ffhq_256", "--datadir", root / "db"), f"{root}/db key 8-00002 is not a readable image"
+
+
+def _corrupt_lsun(root):
+    keys = sorted(write_lsun_lmdb(str(root / "lsun"), random_images(4, 8, 8)))
+    env = lmdb.open(str(root / "lsun"))
+    with env.begin(write=True) as txn:
+        txn.put(keys[2], b"RIFF cut short")
+    env.close()
+    return ("--dataset", "lsun", "--datadir", root / "lsun"), f"key {keys[2].decode()} is not a readable image"
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_folder, _corrupt_prepared_lmdb, _corrupt_lsun])
+def test_unreadable_image_mid_epoch_is_one_line_naming_it(tmp_path, corrupt):
+    """The loop's DataLoader worker re-raises DataError with its whole traceback as the message; what
+    arrives is still the one line naming the file or key, with the command that lists them all."""
+    argv, names_it = corrupt(tmp_path)
+    args = make_args(*argv, "--image_size", 8)
+    check_data(args)  # the first image is fine
+    dataset = get_dataset(args, train=False)
+    for workers in (0, 1):
+        with pytest.raises(DataError) as info:
+            list(torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=workers))
+        message = str(info.value)
+        assert names_it in message and "\n" not in message, message
+        assert message.endswith(f"python -m datasets_prep.prepare_lmdb --check {dataset.source} lists every "
+                                "unreadable image"), message
+
+
+def test_data_error_is_one_line():
+    assert str(DataError("first\n  second\n")) == "first second"
+    report = ("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+              '  File "x.py", line 1, in f\ndatasets_prep.errors.DataError: a.png is not an image: delete it\n')
+    assert str(DataError(report)) == "a.png is not an image: delete it"
+    assert pickle.loads(pickle.dumps(DataError("kept"))).args == ("kept",)
+
+
+# --- 16-bit images -------------------------------------------------------------------------------
+
+
+def test_16_bit_png_keeps_its_grey_level(tmp_path):
+    """A 16-bit grey PNG (mode I;16) at half scale reads as mid-grey, not as saturated white."""
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.full((8, 8), 32896, dtype=np.uint16)).save(tmp_path / "images" / "deep.png")
+    prepare(str(tmp_path / "images"), str(tmp_path / "db"), resolution=8)
+    for datadir in (tmp_path / "images", tmp_path / "db"):
+        args = make_args("--dataset", "folder", "--datadir", datadir, "--image_size", 8)
+        image = get_dataset(args, train=False)[0][0]
+        assert torch.allclose(image, torch.full_like(image, 128 / 127.5 - 1), atol=1e-6), datadir
+
+
+# --- entries that are not image files ------------------------------------------------------------
+
+
+def test_fifo_named_like_an_image_is_refused_without_reading_it(tmp_path):
+    write_image_folder(tmp_path, random_images(2, 8, 8), nested=False)
+    os.mkfifo(tmp_path / "stuck.png")  # opening it for reading would block forever
+    with pytest.raises(DataError, match=r"stuck.png is a FIFO, not an image file: remove it from"):
+        check_data(make_args("--dataset", "folder", "--datadir", tmp_path))
+
+
+def test_broken_link_is_refused_with_its_name(tmp_path):
+    write_image_folder(tmp_path, random_images(2, 8, 8), nested=False)
+    os.symlink(tmp_path / "moved_away.png", tmp_path / "gone.png")
+    with pytest.raises(DataError, match=r"gone.png is a broken symbolic link: remove it from .* or restore"):
+        get_dataset(make_args("--dataset", "folder", "--datadir", tmp_path))
+
+
+def test_links_are_followed_but_never_in_circles(tmp_path):
+    paths = write_image_folder(tmp_path / "data", random_images(3, 8, 8))
+    os.symlink(tmp_path / "data", tmp_path / "data" / "part0" / "back_to_top")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "data" / "linked")
+    write_image_folder(tmp_path / "elsewhere", random_images(1, 8, 8), nested=False)
+    assert list_images(tmp_path / "data") == sorted([*paths, os.path.join("linked", "img000.png")])
+
+
+# --- damaged LMDBs -------------------------------------------------------------------------------
+
+
+def test_truncated_lmdb_is_refused_before_a_read_could_crash(tmp_path):
+    """Reading a page past the end of a cut-short data.mdb would kill the process (SIGBUS)."""
+    write_lsun_lmdb(str(tmp_path / "lsun"), random_images(40, 16, 16))
+    data = tmp_path / "lsun" / "data.mdb"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"lsun/data.mdb is truncated \(.* bytes\): copy or download it again"):
+        check_data(make_args("--dataset", "lsun", "--datadir", tmp_path / "lsun"))
+
+
+def test_lmdb_with_a_bad_length_or_raw_value(tmp_path):
+    write_nvae_lmdb(str(tmp_path / "nvae"), random_images(3, 8, 8))
+    env = lmdb.open(str(tmp_path / "nvae"))
+    with env.begin(write=True) as txn:
+        txn.put(b"1", b"\0" * 10)
+    env.close()
+    dataset = get_dataset(make_args("--dataset", "celeba_256", "--datadir", tmp_path / "nvae", "--image_size", 8))
+    with pytest.raises(DataError, match=r"nvae key 1 holds 10 bytes, not the pixels of a square RGB image"):
+        dataset[1]
+    write_nvae_lmdb(str(tmp_path / "bad_length"), [b"length", b"x"], raw=False)
+    env = lmdb.open(str(tmp_path / "bad_length"))
+    with env.begin(write=True) as txn:
+        txn.put(b"length", b"twelve")
+    env.close()
+    with pytest.raises(DataError, match=r"has a 'length' key that is not a number \(b'twelve'\)"):
+        check_data(make_args("--dataset", "ffhq_256", "--datadir", tmp_path / "bad_length"))

@@ -1,5 +1,7 @@
-"""prepare_lmdb.py: lossless round trips, resumable interruption, the LSUN export, CLI errors."""
+"""prepare_lmdb.py: lossless round trips, resumable interruption (also by a full disk), the LSUN
+export, --check, and where output may go.  One-line CLI errors: tests/test_bad_inputs.py DATA_CASES."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -176,8 +178,9 @@ def test_cli_missing_input(tmp_path):
 @pytest.mark.parametrize(("argv", "message"), [
     (["--input", "{tmp}/empty", "--output", "{tmp}/db"], "error: no images"),
     (["--input", "{tmp}/empty", "--output", "{tmp}"], "error: {tmp} already exists: delete it"),
-    (["--output", "{tmp}/db"], "pass either --input DIR"),
-    (["--input", "{tmp}", "--lsun_export", "{tmp}", "--output", "{tmp}/db"], "pass either --input DIR"),
+    (["--output", "{tmp}/db"], "pass one of --input DIR"),
+    (["--input", "{tmp}", "--lsun_export", "{tmp}", "--output", "{tmp}/db"], "pass one of --input DIR"),
+    (["--input", "{tmp}/empty"], "--output is required"),
     (["--input", "{tmp}", "--output", "{tmp}/db", "--resolution", "0"], "0 is out of range"),
     (["--lsun_export", "{tmp}/empty", "--output", "{tmp}/out"], "error: no LSUN LMDB in"),
     (["--lsun_export", "{tmp}/lsun", "--output", "{tmp}/lsun/data.mdb"], "is a file: give a folder"),
@@ -190,3 +193,115 @@ def test_cli_errors(tmp_path, capsys, argv, message):
     code = exit_info.value.code
     assert code not in (0, None)
     assert message.format(tmp=tmp_path) in capsys.readouterr().err + (code if isinstance(code, str) else "")
+
+
+# --- where the output may go --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("inside", ["", "db", "sub/db"])
+def test_output_inside_the_input_is_refused(tmp_path, inside):
+    write_image_folder(tmp_path / "in", random_images(2, 8, 8), nested=False)
+    before = sorted(os.listdir(tmp_path / "in"))
+    output = os.path.join(tmp_path / "in", inside) if inside else str(tmp_path / "in")
+    with pytest.raises(DataError, match=r"--output .* is inside --input .*: choose an --output outside"):
+        tool.prepare(str(tmp_path / "in"), output, resolution=8)
+    assert sorted(os.listdir(tmp_path / "in")) == before
+
+
+def test_output_under_a_file_is_refused(tmp_path):
+    write_image_folder(tmp_path / "in", random_images(1, 8, 8), nested=False)
+    (tmp_path / "notes").write_text("a file")
+    with pytest.raises(DataError, match=r"cannot be created: .*notes is a file, not a folder"):
+        tool.prepare(str(tmp_path / "in"), str(tmp_path / "notes" / "db"), resolution=8)
+    write_lsun_lmdb(str(tmp_path / "lsun"), random_images(1, 8, 8))
+    with pytest.raises(DataError, match=r"cannot be created: .*notes is a file, not a folder"):
+        tool.export_lsun(str(tmp_path / "lsun"), str(tmp_path / "notes" / "out"))
+
+
+def test_lsun_export_into_its_own_lmdb_is_refused(tmp_path):
+    write_lsun_lmdb(str(tmp_path / "lsun"), random_images(1, 8, 8))
+    with pytest.raises(DataError, match="is inside the LMDB .*: choose a folder outside it"):
+        tool.export_lsun(str(tmp_path / "lsun"), str(tmp_path / "lsun" / "images"))
+    assert sorted(os.listdir(tmp_path / "lsun")) == ["data.mdb", "lock.mdb"]
+
+
+# --- a disk that fills up ----------------------------------------------------------------------
+
+
+def test_disk_full_while_packing_keeps_the_committed_work(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "in", random_images(5, 8, 8), nested=False)
+    monkeypatch.setattr(tool, "COMMIT_EVERY", 2)
+    real_write, calls = tool._write, []
+
+    def fills_up(env, items, delete=()):
+        calls.append(items)
+        if len(calls) == 2:
+            raise lmdb.DiskError("mdb_txn_commit: No space left on device")
+        real_write(env, items, delete)
+
+    monkeypatch.setattr(tool, "_write", fills_up)
+    with pytest.raises(SystemExit, match=r"error: disk full while writing .*db.partial: the first 2 of 5 images "
+                                         r"are committed in .* and kept; free some space, then run the same"):
+        tool.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "db"), "--workers", "1"])
+    monkeypatch.setattr(tool, "_write", real_write)
+    tool.prepare(str(tmp_path / "in"), str(tmp_path / "db"), resolution=256)
+    tool.prepare(str(tmp_path / "in"), str(tmp_path / "clean"), resolution=256)
+    assert read_all(tmp_path / "db") == read_all(tmp_path / "clean")
+
+
+def test_disk_full_while_exporting_leaves_no_partial_file(tmp_path, monkeypatch):
+    write_lsun_lmdb(str(tmp_path / "church_outdoor_train_lmdb"), random_images(3, 8, 8))
+    real_replace = os.replace
+
+    def fills_up(source, target):
+        if len(os.listdir(tmp_path / "out")) > 1:  # the first image and the second's temporary file
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(tool.os, "replace", fills_up)
+    with pytest.raises(DataError, match=r"disk full while writing .*: the 1 images exported so far are kept in"):
+        tool.export_lsun(str(tmp_path), str(tmp_path / "out"))
+    assert len(os.listdir(tmp_path / "out")) == 1 and not any(name.endswith(".tmp")
+                                                               for name in os.listdir(tmp_path / "out"))
+    monkeypatch.undo()
+    assert tool.export_lsun(str(tmp_path), str(tmp_path / "out")) == (3, 0)
+
+
+# --- --check -----------------------------------------------------------------------------------
+
+
+def _damage(path, key, value=b"\x89PNG cut short"):
+    env = lmdb.open(str(path))
+    with env.begin(write=True) as txn:
+        txn.put(key, value)
+    env.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_check_lists_every_unreadable_image(tmp_path, workers):
+    write_image_folder(tmp_path / "in", random_images(6, 8, 8), nested=False)
+    tool.prepare(str(tmp_path / "in"), str(tmp_path / "db"), resolution=8)
+    (tmp_path / "in" / "img001.jpg").write_bytes(b"truncated")
+    (tmp_path / "in" / "img004.png").write_bytes(b"")
+    _damage(tmp_path / "db", image_key(8, 3))
+    keys = sorted(write_lsun_lmdb(str(tmp_path / "lsun"), random_images(3, 8, 8)))
+    _damage(tmp_path / "lsun", keys[0])
+    expected = {"in": (6, ["in/img001.jpg", "in/img004.png"]), "db": (6, ["db key 8-00003"]),
+                "lsun": (3, [f"lsun key {keys[0].decode()}"])}
+    for data, (total, unreadable) in expected.items():
+        count, problems = tool.find_unreadable(str(tmp_path / data), 8, workers)
+        assert count == total
+        assert [problem.split(" is not a readable image")[0] for problem in problems] == [
+            f"{tmp_path}/{name}" for name in unreadable]
+
+
+def test_check_command_line(tmp_path):
+    write_image_folder(tmp_path / "in", random_images(3, 8, 8), nested=False)
+    result = run_cli("--check", tmp_path / "in", "--workers", 1)
+    assert result.returncode == 0 and f"all 3 images of {tmp_path}/in decode" in result.stdout
+    (tmp_path / "in" / "img002.png").write_bytes(b"nope")
+    result = run_cli("--check", tmp_path / "in", "--workers", 1)
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{tmp_path}/in/img002.png is not a readable image")
+    assert result.stderr.splitlines()[-1] == (f"error: 1 of 3 images of {tmp_path}/in are unreadable (listed "
+                                              "above): delete or re-encode them")

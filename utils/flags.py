@@ -9,9 +9,10 @@ configuration that checkpoints carry, so sampling needs no model flags.
 
 import argparse
 
+from datasets_prep.registry import DATA_SETS
 from utils.argtypes import nonneg_int, positive_float, positive_int, unit_float
 
-DATASETS = ("cifar10", "stackmnist", "lsun", "celeba_256", "ffhq_256", "folder", "stacked_digits")
+DATASETS = tuple(DATA_SETS)  # the --dataset values: one row each in datasets_prep/registry.py
 
 # The fields NCSNpp and the diffusion read; stored in every checkpoint.
 MODEL_KEYS = (
@@ -23,15 +24,8 @@ MODEL_KEYS = (
     "beta_max", "use_geometric",
 )
 
-# ch_mult used when --ch_mult is not given: per dataset, else per image size.
-CH_MULT_BY_DATASET = {
-    "cifar10": (1, 2, 2, 2),
-    "stackmnist": (1, 2, 2, 2),
-    "stacked_digits": (1, 2, 2, 2),
-    "celeba_256": (1, 1, 2, 2, 4, 4),
-    "lsun": (1, 1, 2, 2, 4, 4),
-    "ffhq_256": (1, 1, 2, 2, 4, 4),
-}
+# ch_mult used when --ch_mult is not given: the data set's row, else per image size.
+CH_MULT_BY_DATASET = {name: row.ch_mult for name, row in DATA_SETS.items() if row.ch_mult}
 CH_MULT_BY_SIZE = {
     16: (1, 2, 2),
     32: (1, 2, 2, 2),
