@@ -17,7 +17,7 @@ NO_DOWNLOAD_ENV_VAR = "DDGAN_NO_DOWNLOAD"  # set: never download (tests, offline
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif")
 CHECK_COMMAND = "python -m datasets_prep.prepare_lmdb --check"
 _NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
-                (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder"))
+                (stat.S_ISBLK, "a device"))
 
 
 def image_transform(size, crop=False, flip=False):

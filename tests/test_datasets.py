@@ -603,6 +603,20 @@ def test_links_are_followed_but_never_in_circles(tmp_path):
     assert list_images(tmp_path / "data") == sorted([*paths, os.path.join("linked", "img000.png")])
 
 
+def test_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch):
+    write_image_folder(tmp_path, random_images(3, 8, 8))
+    real_scandir = os.scandir
+
+    def denied(path):
+        if str(path).endswith("part1"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)  # root reads every folder, so permissions cannot show it
+    with pytest.raises(DataError, match=r"cannot list the folder .*part1 \(Permission denied\): fix its"):
+        check_data(make_args("--dataset", "folder", "--datadir", tmp_path))
+
+
 # --- damaged LMDBs -------------------------------------------------------------------------------
 
 
