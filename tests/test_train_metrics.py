@@ -1,0 +1,82 @@
+"""Metrics while training: metrics.jsonl, TensorBoard, netG_best.pth, the plot, and resuming."""
+
+import json
+import os
+
+import pytest
+
+import train_ddgan
+from tests._train_helpers import TINY
+from tests.conftest import run_command
+from utils import checkpoint
+from utils.train_metrics import BEST, METRICS_JSONL
+
+RUN = ("dd_gan", "stacked_digits", "experiment_cifar_default")
+
+
+def records(folder):
+    with open(os.path.join(folder, METRICS_JSONL)) as handle:
+        return [json.loads(line) for line in handle]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Epochs 0..2 with the modes metric after every epoch (fully offline: stacked digits)."""
+    save_dir = tmp_path_factory.mktemp("metrics")
+    train_ddgan.main([*TINY, "--save_dir", str(save_dir), "--num_epoch", "2", "--metrics", "modes",
+                      "--metrics_every", "1", "--metrics_samples", "300", "--metrics_batch_size", "100",
+                      "--tensorboard", "--log_every", "1", "--save_content", "--save_content_every", "1",
+                      "--use_ema", "--ema_decay", "0.9", "--max_iters_per_epoch", "4"])
+    return save_dir, os.path.join(save_dir, *RUN)
+
+
+def test_every_evaluation_is_one_json_line(trained):
+    _, folder = trained
+    lines = records(folder)
+    assert [record["epoch"] for record in lines] == [0, 1, 2]
+    assert [record["step"] for record in lines] == [4, 8, 12]
+    for record in lines:
+        assert 0 <= record["modes"] <= 1000 and record["kl"] >= 0 and record["seconds"] > 0
+        assert {"time", "checkpoint"} <= record.keys()
+    assert [record["checkpoint"] for record in lines] == ["netG_0.pth", None, "netG_2.pth"]
+
+
+def test_metrics_reach_tensorboard(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, folder = trained
+    events = EventAccumulator(os.path.join(folder, "tb"))
+    events.Reload()
+    for name in ("kl", "modes"):
+        scalars = events.Scalars(f"metrics/{name}")
+        assert [event.step for event in scalars] == [4, 8, 12]
+        assert [event.value for event in scalars] == pytest.approx([record[name] for record in records(folder)])
+
+
+def test_the_best_generator_is_kept(trained):
+    _, folder = trained
+    lines = records(folder)
+    best = min(lines, key=lambda record: record["kl"])
+    payload = checkpoint.read(os.path.join(folder, BEST))
+    assert (payload["epoch"], payload["metric"], payload["value"]) == (best["epoch"], "kl", best["kl"])
+    generator, config = checkpoint.load_generator(os.path.join(folder, BEST), "cpu")
+    assert config["image_size"] == 16
+
+
+def test_the_curves_are_drawn(trained, tmp_path):
+    _, folder = trained
+    result = run_command("-m utils.plot_metrics", folder, "--output", tmp_path / "curves.png")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_adds_exactly_the_new_epochs(trained):
+    """A line of an epoch the resumed run trains again (an evaluation after the last content.pth) is
+    dropped, so no epoch appears twice."""
+    save_dir, folder = trained
+    with open(os.path.join(folder, METRICS_JSONL), "a") as handle:
+        handle.write(json.dumps({"epoch": 3, "step": 16, "kl": 0.0, "modes": 1000}) + "\n")
+    train_ddgan.main([*TINY, "--save_dir", str(save_dir), "--resume", "--num_epoch", "3", "--max_iters_per_epoch", "4"])
+    lines = records(folder)
+    assert [record["epoch"] for record in lines] == [0, 1, 2, 3]
+    assert lines[-1]["step"] == 16 and lines[-1]["kl"] > 0
