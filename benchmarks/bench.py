@@ -56,10 +56,10 @@ DEFAULT_BATCH = {"sample": 100, "train": {"cifar10": 64, "celeba_256": 4, "lsun"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argtypes.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="cifar10", choices=sorted(CONFIGS), help="named model configuration")
     parser.add_argument("--what", nargs="+", default=["sample", "train"], choices=("sample", "train"))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=argtypes.device, default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--sample_batch", type=argtypes.positive_int, default=None, help="default 100")
     parser.add_argument("--train_batch", type=argtypes.positive_int, default=None, help="per-GPU batch")
     parser.add_argument("--warmup", type=argtypes.nonneg_int, default=3)
@@ -187,7 +187,7 @@ def train_args(args, folder):
     argv = shlex.split(CONFIGS[args.config]) + [
         "--batch_size", str(args.train_batch), "--r1_gamma", str(args.r1_gamma), "--lazy_reg", "2",
         "--amp", args.amp, "--num_workers", "0", "--no-tensorboard", "--save_dir", folder, "--device",
-        "cuda" if torch.device(args.device).type == "cuda" else "cpu"]
+        str(args.device)]
     argv += ["--channels_last"] * args.channels_last + ["--compile"] * args.compile
     return train_ddgan.parse_args(argv)
 
@@ -207,7 +207,7 @@ def trainer(args, folder, with_r1):
     model = args.model
     shape = (args.train_batch, model.num_channels, model.image_size, model.image_size)
     data = TensorDataset(torch.randn(shape), torch.zeros(args.train_batch))
-    run = Trainer(Context(device=torch.device(args.device)), targs, data)
+    run = Trainer(Context(device=args.device), targs, data)
     real = torch.randn(shape, device=args.device)
 
     def step():
@@ -246,7 +246,7 @@ def measure(args, what, fn, batch):
     flops = count_flops(fn)
     peak = peak_memory(args.device, fn)
     median, spread = summarize(performance.time_calls(fn, args.device, args.warmup, args.repeats))
-    row = {"config": args.config, "what": what, "device": args.device, "machine": machine(args.device),
+    row = {"config": args.config, "what": what, "device": str(args.device), "machine": machine(args.device),
             "torch": torch.__version__, "batch": batch, "amp": args.amp, "channels_last": args.channels_last,
             "compile": args.compile, "median_s": median, "spread_s": spread, "img_per_s": batch / median,
             "peak_gib": peak, "flops": flops, "tflops": flops / median / 1e12}

@@ -7,6 +7,7 @@ returns the arguments, and a fragment the error line must contain.  New flags, c
 file kinds join the tables below; one table per command, so that rows are easy to find.
 """
 
+import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests import _data_formats as formats
@@ -61,19 +63,20 @@ TEMPLATES = {}  # name -> folder made once by the ``templates`` fixture, copied 
 
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory):
-    """A finished tiny run (EMA, content.pth) that cases copy."""
+    """Finished tiny runs (with and without EMA, content.pth) that cases copy."""
     import train_ddgan
 
     root = tmp_path_factory.mktemp("templates")
     train_ddgan.main([*TINY_TRAIN, "--save_dir", str(root / "runs"), "--use_ema", "--ema_decay", "0.9",
                       "--save_content", "--max_iters_per_epoch", "0"])
-    TEMPLATES["run"] = root / "runs"
+    train_ddgan.main([*TINY_TRAIN, "--save_dir", str(root / "plain"), "--save_content", "--max_iters_per_epoch", "0"])
+    TEMPLATES.update(run=root / "runs", plain=root / "plain")
     return TEMPLATES
 
 
-def trained_run(scratch):
-    """Copy the trained tiny run to ``scratch/runs`` (the --save_dir of ``train``)."""
-    shutil.copytree(TEMPLATES["run"], scratch / "runs")
+def trained_run(scratch, template="run"):
+    """Copy a trained tiny run ("run": with EMA; "plain": without) to ``scratch/runs`` (``train``'s --save_dir)."""
+    shutil.copytree(TEMPLATES[template], scratch / "runs")
 
 
 def write_file(name, data=b""):
@@ -161,16 +164,248 @@ TRAIN_CASES = [
          "--use_ema True (given False)", 1),
     Case("train-resume-ema-decay-conflict", "train_ddgan.py",
          train("--resume", "--ema_decay", "0.5", setup=trained_run), "--ema_decay 0.9 (given 0.5)", 1),
+    Case("train-resume-ema-conflict", "train_ddgan.py",
+         train("--resume", "--use_ema", setup=lambda s: trained_run(s, "plain")), "--use_ema False (given True)", 1),
+    *([] if torch.cuda.is_available() else [
+        Case("train-no-cuda", "train_ddgan.py", train("--device", "cuda"), "CUDA is not available here", 2)]),
     Case("train-resume-epochs-below", "train_ddgan.py",
          train("--resume", setup=trained_run_and("--num_epoch", "1", "--max_iters_per_epoch", "0")),
          "already finished epoch 1", 1),
 ]
 
 # ----------------------------------------------------------------------------- test_ddgan.py
-SAMPLE_CASES = []
+def on(*setups):
+    """One setup running ``setups`` (each scratch -> anything) in order."""
+    def setup(scratch):
+        for step in setups:
+            step(scratch)
+    return setup
 
-# ----------------------------------------------------------------------------- pytorch_fid
-METRIC_CASES = []
+
+def pngs(name, count=4):
+    return lambda s: write_pngs(s / name, count)
+
+
+def arrays(name, array=None, **named):
+    """``array`` as name.npy (np.save), or ``named`` arrays as name.npz (np.savez)."""
+    return lambda s: np.save(s / name, array) if array is not None else np.savez(s / name, **named)
+
+
+def made(name, kind="folder"):
+    return lambda s: (s / name).mkdir(parents=True) if kind == "folder" else os.mkfifo(s / name)
+
+
+def sample_run(name, count=4, complete=True):
+    """A folder as test_ddgan.py leaves it: count PNGs, samples.npz, manifest.json."""
+    def setup(scratch):
+        from utils import outputs
+
+        write_pngs(scratch / name, count)
+        np.savez(scratch / name / "samples.npz", samples=np.zeros((count, 16, 16, 3), np.uint8))
+        outputs.write_manifest(scratch / name, complete=complete, count=count)
+    return setup
+
+
+def in_scratch(*arguments, setup=None):
+    """``arguments`` as they are (paths relative to the scratch folder, the command's cwd), after ``setup``."""
+    def make(scratch):
+        if setup is not None:
+            setup(scratch)
+        return list(arguments)
+    return make
+
+
+def sample(*arguments, setup=None):
+    """test_ddgan.py on a tiny checkpoint (netG_7.pth in the scratch folder), CPU, plus ``arguments``."""
+    def make(scratch):
+        from tests._eval_helpers import save_own, tiny_config
+
+        save_own(scratch / "netG_7.pth", tiny_config())
+        return ["--checkpoint", "netG_7.pth", "--device", "cpu", "--num_workers", "0",
+                *in_scratch(*arguments, setup=setup)(scratch)]
+    return make
+
+
+NAN_STATS = {"mu": np.full(2048, np.nan), "sigma": np.eye(2048)}
+FLOAT_NAN = np.where(np.eye(16, dtype=bool)[None, :, :, None], np.nan, 100.0).repeat(4, 0).repeat(3, 3)
+SAMPLE_CASES = [
+    # where the samples would go: never into, or over, an input; nothing written before refusing
+    Case("sample-dir-is-real-dir", "test_ddgan.py",
+         sample("--compute_fid", "--real_img_dir", "real", "--sample_dir", "real", "--num_samples", "2",
+                setup=pngs("real")), "--sample_dir real is the --real_img_dir folder", 1),
+    Case("sample-dir-would-replace-real-npz", "test_ddgan.py",
+         sample("--compute_pr", "--real_img_dir", "out/samples.npz", "--sample_dir", "out", "--num_samples", "4",
+                setup=sample_run("out")), "--sample_dir out would replace --real_img_dir out/samples.npz", 1),
+    Case("sample-dir-holds-own-images", "test_ddgan.py",
+         sample("--sample_dir", "mine", "--num_samples", "2", setup=pngs("mine", 1)),
+         "holds files but no manifest.json", 1),
+    Case("sample-dir-is-a-file", "test_ddgan.py",
+         sample("--sample_dir", "notes", "--num_samples", "2", setup=write_file("notes")),
+         "--sample_dir notes is a file, not a folder", 1),
+    Case("sample-dir-below-a-file", "test_ddgan.py",
+         sample("--sample_dir", "notes/samples", "--num_samples", "2", setup=write_file("notes")),
+         "lies below the file", 1),
+    Case("sample-dir-unwritable", "test_ddgan.py",
+         lambda s: sample("--sample_dir", f"{formats.unwritable_folder(s)}/samples", "--num_samples", "2")(s),
+         "is not writable (permission denied): choose a folder you can write to", 1),
+    Case("sample-dir-png-is-a-folder", "test_ddgan.py",
+         sample("--sample_dir", "out", "--num_samples", "2", setup=on(sample_run("out"), made("out/7.png"))),
+         "out/7.png is a folder where a sample file goes", 1),
+    Case("grid-output-dir-is-a-file", "test_ddgan.py", sample("--output_dir", "notes", setup=write_file("notes")),
+         "--output_dir notes is a file, not a folder", 1),
+    Case("grid-over-the-checkpoint", "test_ddgan.py",
+         lambda s: [*sample()(s), "--checkpoint", shutil.copy(s / "netG_7.pth", s / "samples_cifar10.png")],
+         "is the --checkpoint file: it would be overwritten", 1),
+    # the real side: checked before any sampling
+    Case("sample-real-nan-stats", "test_ddgan.py",
+         sample("--compute_fid", "--real_img_dir", "s.npz", "--num_samples", "2", setup=arrays("s.npz", **NAN_STATS)),
+         "mu or sigma holds NaN or inf values", 1),
+    Case("sample-real-stats-wrong-keys", "test_ddgan.py",
+         sample("--compute_fid", "--real_img_dir", "s.npz", "--num_samples", "2",
+                setup=arrays("s.npz", mean=np.zeros(2048), cov=np.eye(2048))),
+         "holds the arrays mean, cov: neither FID statistics (keys mu and sigma) nor samples", 1),
+    Case("sample-real-truncated-npz", "test_ddgan.py",
+         sample("--compute_pr", "--real_img_dir", "r.npz", "--num_samples", "4",
+                setup=write_file("r.npz", b"PK\x03\x04 cut short")), "the file is truncated or not an .npz", 1),
+    Case("sample-real-bool-npy", "test_ddgan.py",
+         sample("--compute_pr", "--real_img_dir", "r.npy", "--num_samples", "4",
+                setup=arrays("r.npy", np.ones((4, 16, 16, 3), bool))), "got dtype bool", 1),
+    Case("sample-real-nan-npy", "test_ddgan.py",
+         sample("--compute_pr", "--real_img_dir", "r.npy", "--num_samples", "4", setup=arrays("r.npy", FLOAT_NAN)),
+         "r.npy hold NaN or inf values", 1),
+    Case("sample-real-empty-folder", "test_ddgan.py",
+         sample("--compute_fid", "--real_img_dir", "real", "--num_samples", "2", setup=made("real")),
+         "no image files", 1),
+    Case("sample-real-only-folder-and-fifo-named-png", "test_ddgan.py",
+         sample("--compute_fid", "--real_img_dir", "real", "--num_samples", "2",
+                setup=on(made("real/a.png"), made("real/b.png", "fifo"))), "no image files", 1),
+    Case("sample-real-unfinished-run", "test_ddgan.py",
+         sample("--compute_fid", "--real_img_dir", "run", "--num_samples", "2",
+                setup=sample_run("run", complete=False)), "holds an unfinished sampling run", 1),
+    Case("sample-real-too-few-for-pr", "test_ddgan.py",
+         sample("--compute_pr", "--real_img_dir", "real", "--num_samples", "4", setup=pngs("real", 3)),
+         "pr needs at least 4 real images (k = 3), got 3", 1),
+    Case("sample-weights-is-a-folder", "test_ddgan.py",
+         sample("--compute_fid", "--real_img_dir", "real", "--num_samples", "2", "--inception_weights", "real",
+                setup=pngs("real")), "Inception weights file real is a folder", 1),
+    Case("sample-checkpoint-is-a-folder", "test_ddgan.py",
+         sample("--checkpoint", "real", setup=pngs("real")), "real is a folder", 1),
+    Case("sample-mode-classifier-missing", "test_ddgan.py",
+         sample("--dataset", "stackmnist", "--mode_coverage", "--mode_classifier", "mnist.pt"),
+         "classifier file mnist.pt not found", 1),
+    Case("sample-mode-classifier-is-a-folder", "test_ddgan.py",
+         sample("--dataset", "stackmnist", "--mode_coverage", "--mode_classifier", "real", setup=pngs("real")),
+         "classifier file real is a folder", 1),
+    # flags
+    Case("sample-unknown-metric", "test_ddgan.py", sample("--metrics", "fid,psnr"), "unknown metric 'psnr'", 2),
+    Case("sample-too-few-for-is", "test_ddgan.py", sample("--metrics", "is", "--num_samples", "5"),
+         "is needs --num_samples 10 or more", 2),
+    Case("sample-negative-workers", "test_ddgan.py", sample("--num_workers", "-1"), "-1 is out of range", 2),
+    Case("sample-nan-repeats", "test_ddgan.py", sample("--measure_time", "--time_repeats", "nan"),
+         "--time_repeats: expected an integer, got 'nan'", 2),
+    Case("sample-bad-device", "test_ddgan.py", sample("--device", "tpu"), "unknown device 'tpu'", 2),
+]
+
+# ----------------------------------------------------------------------------- pytorch_fid, metrics
+FID, IS, PR, MODES = "-m pytorch_fid.fid_score", "pytorch_fid/inception_score.py", "-m pytorch_fid.precision_recall", \
+    "-m metrics.mode_coverage"
+METRIC_CASES = [
+    # FID: every source is checked before a network is built
+    Case("metric-fid-missing-path", "-m pytorch_fid", in_scratch("missing", "real", setup=pngs("real")),
+         "missing does not exist", 1),
+    Case("metric-fid-empty-folder", FID, in_scratch("empty", "real", setup=on(made("empty"), pngs("real"))),
+         "no image files", 1),
+    Case("metric-fid-folder-and-fifo-named-png", FID,
+         in_scratch("odd", "real", setup=on(made("odd/a.png"), made("odd/b.png", "fifo"), pngs("real"))),
+         "no image files", 1),
+    Case("metric-fid-one-image", FID, in_scratch("one", "real", setup=on(pngs("one", 1), pngs("real"))),
+         "FID statistics need at least 2 images, one has 1", 1),
+    Case("metric-fid-dims-differ", FID,
+         in_scratch("a.npz", "b.npz", setup=on(arrays("a.npz", mu=np.zeros(64), sigma=np.eye(64)),
+                                               arrays("b.npz", mu=np.zeros(192), sigma=np.eye(192)))),
+         "compute both with the same --dims", 1),
+    Case("metric-fid-nan-stats", FID,
+         in_scratch("s.npz", "real", setup=on(arrays("s.npz", **NAN_STATS), pngs("real"))), "NaN or inf", 1),
+    Case("metric-fid-stats-mu-only", FID,
+         in_scratch("s.npz", "real", setup=on(arrays("s.npz", mu=np.zeros(8)), pngs("real"))),
+         "s.npz has mu but no sigma", 1),
+    Case("metric-fid-stats-wrong-keys", FID,
+         in_scratch("s.npz", "real", setup=on(arrays("s.npz", mean=np.zeros(8), cov=np.eye(8)), pngs("real"))),
+         "holds the arrays mean, cov: neither FID statistics", 1),
+    Case("metric-fid-truncated-npz", FID,
+         in_scratch("s.npz", "real", setup=on(write_file("s.npz", b"PK\x03\x04 cut"), pngs("real"))),
+         "cannot read s.npz", 1),
+    Case("metric-fid-channels-first-npy", FID,
+         in_scratch("x.npy", "real", setup=on(arrays("x.npy", np.zeros((2, 3, 8, 8), np.uint8)), pngs("real"))),
+         "transpose", 1),
+    Case("metric-fid-nan-npy", FID, in_scratch("x.npy", "real", setup=on(arrays("x.npy", FLOAT_NAN), pngs("real"))),
+         "x.npy hold NaN or inf values", 1),
+    Case("metric-fid-unfinished-run", FID, in_scratch("run", "real", setup=on(sample_run("run", complete=False),
+                                                                              pngs("real"))),
+         "run holds an unfinished sampling run", 1),
+    Case("metric-fid-mixed-run", FID,
+         in_scratch("run", "real", setup=on(sample_run("run"), write_file("run/old_1.png"), pngs("real"))),
+         "run mixes a sampling run of 4 images with other files", 1),
+    Case("metric-fid-damaged-manifest", FID,
+         in_scratch("run", "real", setup=on(pngs("run"), write_file("run/manifest.json", b"{"), pngs("real"))),
+         "not a readable sample manifest", 1),
+    Case("metric-fid-weights-is-a-folder", FID, in_scratch("real", "real", "--weights", "real", setup=pngs("real")),
+         "Inception weights file real is a folder", 1),
+    Case("metric-fid-save-stats-exists", FID,
+         in_scratch("--save-stats", "real", "s", setup=on(pngs("real"), write_file("s.npz"))),
+         "s.npz already exists", 1),
+    Case("metric-fid-save-stats-to-a-folder", FID,
+         in_scratch("--save-stats", "real", "out", setup=on(pngs("real"), made("out"))),
+         "the statistics file out is a folder: give a file name", 1),
+    Case("metric-fid-save-stats-below-a-file", FID,
+         in_scratch("--save-stats", "real", "notes/s.npz", setup=on(pngs("real"), write_file("notes"))),
+         "lies below the file", 1),
+    Case("metric-fid-bad-device", FID, in_scratch("a", "b", "--device", "tpu9"), "unknown device", 2),
+    Case("metric-fid-zero-batch", FID, in_scratch("a", "b", "--batch-size", "0"), "0 is out of range", 2),
+    Case("metric-fid-bad-dims", FID, in_scratch("a", "b", "--dims", "100"), "invalid choice", 2),
+    # Inception Score
+    Case("metric-is-nan-npy", IS, in_scratch("--sample_dir", "x.npy", setup=arrays("x.npy", FLOAT_NAN)),
+         "NaN or inf", 1),
+    Case("metric-is-inf-npz", IS,
+         in_scratch("--sample_dir", "x.npz", setup=arrays("x.npz", samples=np.full((12, 8, 8, 3), np.inf))),
+         "NaN or inf", 1),
+    Case("metric-is-bool-npy", IS,
+         in_scratch("--sample_dir", "x.npy", setup=arrays("x.npy", np.ones((12, 8, 8, 3), bool))), "dtype bool", 1),
+    Case("metric-is-one-image-npy", IS,
+         in_scratch("--sample_dir", "x.npy", setup=arrays("x.npy", np.ones((8, 8, 3), np.uint8))), "got shape", 1),
+    Case("metric-is-unfinished-run", IS, in_scratch("--sample_dir", "run", setup=sample_run("run", 12, False)),
+         "holds an unfinished sampling run", 1),
+    Case("metric-is-mixed-run", IS,
+         in_scratch("--sample_dir", "run", setup=on(sample_run("run", 12), pngs("run/extra", 1),
+                                                   lambda s: shutil.move(s / "run/extra/0.png", s / "run/12.png"))),
+         "1 image files not from the run", 1),
+    Case("metric-is-truncated-samples-npz", IS,
+         in_scratch("--sample_dir", "run", setup=write_file("run/samples.npz", b"PK\x03\x04")), "cannot read", 1),
+    Case("metric-is-too-few", IS, in_scratch("--sample_dir", "real", setup=pngs("real", 3)),
+         "is needs at least 10 samples (one per split), got 3", 1),
+    Case("metric-is-zero-splits", IS, in_scratch("--sample_dir", "x", "--splits", "0"), "0 is out of range", 2),
+    Case("metric-is-nan-splits", IS, in_scratch("--sample_dir", "x", "--splits", "nan"), "expected an integer", 2),
+    # precision/recall
+    Case("metric-pr-stats-as-real", PR,
+         in_scratch("s.npz", "fake", setup=on(arrays("s.npz", mu=np.zeros(8), sigma=np.eye(8)), pngs("fake"))),
+         "pr needs real images, but s.npz holds FID statistics", 1),
+    Case("metric-pr-too-few-fake", PR, in_scratch("real", "fake", setup=on(pngs("real"), pngs("fake", 3))),
+         "pr needs at least 4 FAKE images (k = 3), got 3", 1),
+    Case("metric-pr-zero-k", PR, in_scratch("real", "fake", "--k", "0"), "0 is out of range", 2),
+    # mode coverage
+    Case("metric-modes-nan-samples", MODES,
+         in_scratch("--samples", "x.npy", setup=arrays("x.npy", np.full((2, 3, 8, 8), np.nan, np.float32))),
+         "the samples hold NaN or inf values", 1),
+    Case("metric-modes-truncated-npz", MODES, in_scratch("--samples", "x.npz", setup=write_file("x.npz", b"PK")),
+         "cannot read x.npz", 1),
+    Case("metric-modes-missing-classifier", MODES,
+         in_scratch("--dataset", "stackmnist", "--mode_classifier", "none.pt", "--samples", "x.npy",
+                    setup=arrays("x.npy", np.zeros((2, 8, 8, 3), np.uint8))), "classifier file none.pt not found", 1),
+    Case("metric-modes-train-into-a-folder", MODES,
+         in_scratch("--train_mnist", ".", "--mode_classifier", "out", setup=made("out")),
+         "the classifier file out is a folder: give a file name", 1),
+    Case("metric-modes-train-without-target", MODES, in_scratch("--train_mnist", "."), "needs --mode_classifier", 2),
+]
 
 # ----------------------------------------------------------------------------- datasets_prep
 PREPARE = "-m datasets_prep.prepare_lmdb"

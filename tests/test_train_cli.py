@@ -1,9 +1,8 @@
-"""train_ddgan.py's command line: the reference's flags and defaults, its README commands,
-and a one-line error with a non-zero exit for every bad input (run as a subprocess)."""
+"""train_ddgan.py's command line: the reference's flags and defaults, its README commands and
+the dry run (bad inputs: tests/test_bad_inputs.py)."""
 
 import os
 import shlex
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -70,7 +69,7 @@ def test_readme_commands_parse_build_and_load_a_batch(dataset, tmp_path, monkeyp
     argv = shlex.split(README[dataset]) + _write_readme_data(dataset, tmp_path) + ["--num_workers", "0"]
     args = train_ddgan.parse_args(argv)
     assert args.use_ema and args.save_content and args.lazy_reg in (10, 15) and args.dataset == dataset
-    training.check_run(args)
+    training.prepare_run(args).release()
     trainer = training.Trainer(Context(), args, training.datasets_prep.get_dataset(args))
     real, _ = next(iter(trainer.loader))
     assert real.shape == (args.batch_size, 3, args.image_size, args.image_size)
@@ -85,57 +84,3 @@ def test_dry_run_trains_one_iteration_and_writes_nothing(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "dry run: one iteration at batch 4" in result.stdout
     assert os.listdir(tmp_path) == []
-
-
-@pytest.fixture(scope="module")
-def guard_rails(tmp_path_factory):
-    """Every bad-input case, run through the CLI four at a time: {case: (result, code, message)}."""
-    root = tmp_path_factory.mktemp("guard")
-    formats.write_image_folder(str(root / "images"), formats.random_images(8, 20, 20))
-    formats.write_image_folder(str(root / "two"), formats.random_images(2, 20, 20))
-    for name in ("existing", "corrupt", "trained", "empty"):
-        (root / name / "dd_gan" / "stacked_digits" / "experiment_cifar_default").mkdir(parents=True)
-    run = ("dd_gan", "stacked_digits", "experiment_cifar_default")
-    (root / "existing" / os.path.join(*run) / "netG_0.pth").write_bytes(b"")
-    (root / "corrupt" / os.path.join(*run) / "content.pth").write_bytes(b"not a checkpoint")
-    train_ddgan.main([*TINY, "--save_dir", str(root / "trained"), "--save_content", "--num_epoch", "1",
-                      "--stop_after_epoch", "0", "--max_iters_per_epoch", "0"])
-    folder = ["--dataset", "folder", "--datadir"]
-    cases = {
-        "batch": (["--batch_size", "6"], 2, "must be below 4 or a multiple of 4"),
-        "ch_mult": (["--image_size", "20", "--ch_mult", "1", "2", "2", "2"], 2, "not divisible by 2**3"),
-        "dataset": (["--dataset", "imagenet"], 2, "invalid choice: 'imagenet'"),
-        "lazy_reg": (["--lazy_reg", "0"], 2, "out of range"),
-        "port": (["--master_port", "0", "--num_proc_node", "2"], 2, "needs a single node"),
-        "datadir": ([*folder, str(root / "missing")], 1, "is not a folder: pass a folder of images"),
-        "channels": ([*folder, str(root / "images"), "--num_channels", "1"], 1, "fix --num_channels"),
-        "too_few": ([*folder, str(root / "two")], 1, "fewer than one --batch_size 4"),
-        "no_content": (["--resume", "--save_dir", str(root / "empty")], 1, "no training content at"),
-        "corrupt": (["--resume", "--save_dir", str(root / "corrupt")], 1, "the file is damaged"),
-        "existing": (["--save_dir", str(root / "existing")], 1, "already holds a run: pass --resume"),
-        "no_ema": (["--resume", "--save_dir", str(root / "trained"), "--use_ema"], 1,
-                   "was trained without --use_ema: resume without it"),
-        "mismatch": (["--resume", "--save_dir", str(root / "trained"), "--num_channels_dae", "16"], 1,
-                     "was trained with --num_channels_dae 8 (given 16)"),
-    }
-    if not torch.cuda.is_available():
-        cases["cuda"] = (["--device", "cuda"], 1, "CUDA is not available here, use --device cpu")
-    with ThreadPoolExecutor(4) as pool:
-        runs = pool.map(lambda case: run_cli(*TINY, *case[0], cwd=root), cases.values())
-        results = dict(zip(cases, runs, strict=True))
-    return {name: (results[name], code, message) for name, (_, code, message) in cases.items()}
-
-
-CASES = ["batch", "ch_mult", "dataset", "lazy_reg", "port", "datadir", "channels", "too_few", "no_content",
-         "corrupt", "existing", "no_ema", "mismatch", "cuda"]
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_bad_input_fails_with_one_line_and_non_zero_exit(guard_rails, case):
-    if case not in guard_rails:
-        pytest.skip("CUDA is available here")
-    result, code, message = guard_rails[case]
-    assert result.returncode == code, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert message in last and last.startswith(("error:", "train_ddgan.py: error:")), result.stderr
-    assert "Traceback" not in result.stderr
