@@ -1,29 +1,11 @@
-"""What the FID, Inception Score and precision/recall command lines share: the network
-flags, building the network from them, and one-line errors with a non-zero exit."""
+"""What the FID, Inception Score and precision/recall command lines share: the network flags and
+one-line errors with a non-zero exit."""
 
-import argparse
 import os
-import sys
 from contextlib import contextmanager
 
-import torch
-
-from pytorch_fid.inception import FID_WEIGHTS_NAME, WEIGHTS_ENV_VARS, InceptionV3
-from utils.argtypes import device as device_type
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+from pytorch_fid.inception import FID_WEIGHTS_NAME, WEIGHTS_ENV_VARS
+from utils.argtypes import device, nonneg_int, positive_int
 
 
 def default_workers():
@@ -36,10 +18,10 @@ def add_network_flags(parser):
     """--batch-size --num-workers --device --weights --random-weights (underscore spellings accepted)."""
     parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int, default=50,
                         help="images per forward pass (default: 50)")
-    parser.add_argument("--num-workers", "--num_workers", dest="num_workers", type=non_negative_int,
+    parser.add_argument("--num-workers", "--num_workers", dest="num_workers", type=nonneg_int,
                         default=default_workers(), help="image loading processes (default: cores, at most 8)")
-    parser.add_argument("--device", type=device_type, default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--device", type=device, default="auto",
+                        help="auto (cuda when available, else cpu), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--weights", metavar="PATH",
                         help=f"the FID Inception weights {FID_WEIGHTS_NAME} (default: "
                              f"${WEIGHTS_ENV_VARS[0]}, ${WEIGHTS_ENV_VARS[1]}, then the torch hub "
@@ -49,28 +31,17 @@ def add_network_flags(parser):
                              "the scores are meaningless")
 
 
-def warn_if_random(args):
-    if args.random_weights:
-        print("warning: --random-weights: random Inception network, the scores are meaningless",
-              file=sys.stderr)
-
-
-def build_inception(args, blocks=(InceptionV3.DEFAULT_BLOCK_INDEX,)):
-    """The InceptionV3 the flags ask for, on args.device."""
-    warn_if_random(args)
-    return InceptionV3(blocks, weights=args.weights, random_weights=args.random_weights).to(args.device)
+def error_line(err):
+    """The one line to show for an error.  A DataLoader worker's error carries the worker's
+    traceback in its message: only its last line (the original error) is kept."""
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    return lines[-1].removeprefix(f"{type(err).__name__}: ")
 
 
 @contextmanager
 def user_errors(prog):
-    """Report what a user can fix (missing or unreadable files, bad values) as one line, exit status 1.
-
-    A DataLoader worker's error comes back with the worker's traceback in its message; only
-    the last line of that (the original error) is shown.
-    """
+    """Report what a user can fix (missing or unreadable files, bad values) as one line, exit status 1."""
     try:
         yield
     except (OSError, ValueError) as err:
-        lines = str(err).strip().splitlines() or [type(err).__name__]
-        message = lines[-1].removeprefix(f"{type(err).__name__}: ")
-        raise SystemExit(f"{prog}: error: {message}") from None
+        raise SystemExit(f"{prog}: error: {error_line(err)}") from None

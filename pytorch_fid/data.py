@@ -1,12 +1,16 @@
 """Where evaluated images come from, and running a network over them in batches.
 
-A source is a folder of image files (read with PIL, converted to RGB; not recursive) or a
-sample array file: .npy, or .npz (key 'samples', else its first array) holding pixel values
-in [0, 255] as (N, H, W, C), C = 1 or 3.  Every source yields (3, H, W) float tensors in
-[0, 1], which is what ``InceptionV3`` takes.
+A source is a folder of image files (not recursive; decoded with PIL and brought to 8-bit RGB
+by value range, so 16-bit PNGs keep their contrast) or a sample array file: .npy, or .npz (key
+'samples', else its first array) holding pixel values in [0, 255] as (N, H, W, C), C = 1 or 3.
+Arrays stored uncompressed (np.save, np.savez, test_ddgan.py's samples.npz) are memory-mapped,
+not read whole.  A sample folder written by test_ddgan.py must be whole (``utils.outputs``).
+Every source yields (3, H, W) float tensors in [0, 1], which is what ``InceptionV3`` takes.
 """
 
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +19,19 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from utils import outputs
+from utils.images import to_rgb
+
 IMAGE_EXTENSIONS = {"bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp"}
 ARRAY_SUFFIXES = (".npy", ".npz")
+STATS_KEYS = ("mu", "sigma")
+SAMPLES_KEY = "samples"
+_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
 class ImagePathDataset(Dataset):
-    """Image files -> (3, H, W) floats in [0, 1] (or whatever ``transforms`` makes of the RGB image)."""
+    """Image files -> RGB PIL images (as pytorch-fid), or whatever ``transforms`` makes of them
+    (``image_to_tensor``: (3, H, W) floats in [0, 1])."""
 
     def __init__(self, files, transforms=None):
         self.files = list(files)
@@ -33,10 +44,16 @@ class ImagePathDataset(Dataset):
         path = self.files[index]
         try:
             with Image.open(path) as image:
-                image = image.convert("RGB")
-        except OSError as err:
+                image.load()  # decode now: the file closes here
+                image = to_rgb(image)
+        except (OSError, ValueError, SyntaxError) as err:
             raise ValueError(f"cannot read image {path} ({err}): delete or replace the file") from err
-        return pixels_to_tensor(np.asarray(image)) if self.transforms is None else self.transforms(image)
+        return image if self.transforms is None else self.transforms(image)
+
+
+def image_to_tensor(image):
+    """An RGB PIL image -> (3, H, W) float32 in [0, 1] (torchvision's ToTensor)."""
+    return pixels_to_tensor(np.asarray(image))
 
 
 class SampleArrayDataset(Dataset):
@@ -59,58 +76,139 @@ def pixels_to_tensor(pixels):
     return image.expand(3, -1, -1) if image.shape[0] == 1 else image
 
 
-def check_samples(samples):
+def check_samples(samples, where="sample arrays"):
     """Raise a ValueError saying how to fix an array that is not (N, H, W, C) pixels in [0, 255]."""
     shape = tuple(samples.shape)
     if len(shape) != 4 or shape[-1] not in (1, 3) or shape[0] == 0:
         channels_first = len(shape) == 4 and shape[1] in (1, 3)
         hint = "; if channels come first, save samples.transpose(0, 2, 3, 1)" if channels_first else ""
-        raise ValueError(f"sample arrays must hold (N, H, W, 3) pixel values in [0, 255], "
-                         f"got shape {shape}{hint}")
+        raise ValueError(f"{where} must hold (N, H, W, 3) pixel values in [0, 255], got shape {shape}{hint}")
     if samples.dtype == np.uint8:
         return
-    if not np.issubdtype(samples.dtype, np.number):
-        raise ValueError(f"sample arrays must be numeric (uint8 in [0, 255]), got {samples.dtype}")
+    if not (np.issubdtype(samples.dtype, np.integer) or np.issubdtype(samples.dtype, np.floating)):
+        raise ValueError(f"{where} must be uint8 pixel values in [0, 255], got dtype {samples.dtype}")
+    if not np.isfinite(samples).all():
+        raise ValueError(f"{where} hold NaN or inf values: the generator diverged, or the array is damaged")
     low, high = samples.min(), samples.max()
     if low < 0 or high > 255:
-        raise ValueError(f"sample values must lie in [0, 255], found [{low}, {high}]: rescale them")
+        raise ValueError(f"{where} must lie in [0, 255], found [{low}, {high}]: rescale them")
     if high <= 1:
-        raise ValueError("sample values lie in [0, 1]: multiply them by 255 (pixels in [0, 255] expected)")
+        raise ValueError(f"{where} lie in [0, 1]: multiply them by 255 (pixels in [0, 255] expected)")
 
 
 def list_images(folder):
-    """The image files directly in ``folder``, sorted by name."""
+    """The image files directly in ``folder``, sorted by name (folders and FIFOs named *.png are not files)."""
     return sorted(p for p in Path(folder).iterdir()
                   if p.suffix.lower()[1:] in IMAGE_EXTENSIONS and p.is_file())
 
 
-def load_sample_array(path):
-    """The sample array in a .npy (memory-mapped) or .npz file ('samples', else the first array)."""
+def npz_keys(path):
+    """The array names in an .npz; ValueError when it cannot be read."""
     try:
-        data = np.load(path, mmap_mode="r")
-        if isinstance(data, np.ndarray):
-            return data
-        if not data.files:
-            raise ValueError("the archive is empty")
-        return data["samples" if "samples" in data.files else data.files[0]]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"cannot read samples from {path} ({err}): save them with np.save/np.savez") from err
+        with np.load(path) as data:
+            return list(data.files)
+    except _NPZ_ERRORS as err:
+        raise ValueError(f"cannot read {path} ({type(err).__name__}: {err}): the file is truncated or not "
+                         "an .npz; write it again") from err
+
+
+def sample_key(path):
+    """The key of the samples in an .npz: 'samples', else its first array; refuses FID statistics."""
+    keys = npz_keys(path)
+    stats = [key for key in STATS_KEYS if key in keys]
+    if len(stats) == len(STATS_KEYS):
+        raise ValueError(f"{path} holds FID statistics (mu, sigma), not images: give a folder of images "
+                         "or a sample array")
+    if stats:
+        other = next(key for key in STATS_KEYS if key not in keys)
+        raise ValueError(f"{path} has {stats[0]} but no {other}: FID statistics need both "
+                         "(np.savez(path, mu=mu, sigma=sigma))")
+    if not keys:
+        raise ValueError(f"{path} holds no arrays: save the samples with np.savez(path, samples=images)")
+    return SAMPLES_KEY if SAMPLES_KEY in keys else keys[0]
+
+
+def load_sample_array(path):
+    """The sample array in a .npy or .npz file ('samples', else the first array), memory-mapped
+    when stored uncompressed.  The samples.npz of a sample folder must be whole (its manifest)."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        return _read_array(path, lambda: np.load(path, mmap_mode="r"))
+    key = sample_key(path)
+    samples = _read_array(path, lambda: _memmap_member(path, key + ".npy"))
+    if samples is None:
+        samples = _read_array(path, lambda: np.load(path)[key])
+    if key != SAMPLES_KEY and samples.ndim != 4:
+        raise ValueError(f"{path} holds the arrays {', '.join(npz_keys(path))}: neither FID statistics (keys "
+                         f"mu and sigma) nor samples (key '{SAMPLES_KEY}', (N, H, W, C) pixels)")
+    if path.name == outputs.NPZ_NAME:
+        names = [file.name for file in list_images(path.parent)]
+        outputs.check_sample_folder(path.parent, image_names=names, rows=samples.shape[0] if samples.ndim else 0)
+    return samples
+
+
+def _read_array(path, read):
+    try:
+        return read()
+    except _NPZ_ERRORS as err:
+        raise ValueError(f"cannot read samples from {path} ({type(err).__name__}: {err}): the file is "
+                         "truncated or damaged; save them again with np.save/np.savez") from err
+
+
+def _memmap_member(path, name):
+    """A read-only memory map of array ``name`` when the .npz stores it uncompressed, else None."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset + 26)  # the local header: name and extra-field lengths
+        name_length, extra_length = struct.unpack("<HH", handle.read(4))
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        if version not in ((1, 0), (2, 0)):
+            return None
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(handle)
+        offset = handle.tell()
+    if dtype.hasobject or 0 in shape:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 def open_images(path):
     """A Dataset of (3, H, W) images in [0, 1] from a folder of images or a .npy/.npz sample array."""
     path = Path(path)
     if path.is_dir():
-        files = list_images(path)
-        if not files:
-            raise ValueError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {path}: "
-                             "give a folder that holds the images")
-        return ImagePathDataset(files)
+        return _open_folder(path)
     if path.is_file() and path.suffix.lower() in ARRAY_SUFFIXES:
-        return SampleArrayDataset(load_sample_array(path))
+        return _open_array(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: give a folder of images or a .npy/.npz sample array")
     raise ValueError(f"{path} is neither a folder of images nor a .npy/.npz sample array")
+
+
+def sample_source(path):
+    """PATH/samples.npz when PATH is a folder holding one (the same images as its PNGs, read faster),
+    else PATH itself (a folder of images or a sample array file)."""
+    packed = Path(path) / outputs.NPZ_NAME
+    return packed if packed.is_file() else Path(path)
+
+
+def _open_folder(folder):
+    files = list_images(folder)
+    outputs.check_sample_folder(folder, image_names=[file.name for file in files])
+    if not files:
+        raise ValueError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}: "
+                         "give a folder that holds the images")
+    return ImagePathDataset(files, transforms=image_to_tensor)
+
+
+def _open_array(path):
+    samples = load_sample_array(path)
+    check_samples(samples, where=str(path))
+    return SampleArrayDataset(samples)
 
 
 def stack_images(batch):

@@ -8,10 +8,7 @@ A PATH is a folder of images, a .npy/.npz sample array (see ``pytorch_fid.data``
 activations of the FID Inception-v3 (``--dims`` picks an earlier block).
 """
 
-import argparse
-import os
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +16,26 @@ import torch.nn.functional as F
 from scipy import linalg
 from torch.utils.data import Dataset
 
-from pytorch_fid.cli import add_network_flags, user_errors, warn_if_random
-from pytorch_fid.data import IMAGE_EXTENSIONS, ImagePathDataset, map_batches, open_images
+from pytorch_fid.cli import add_network_flags, user_errors
+from pytorch_fid.data import (
+    IMAGE_EXTENSIONS,
+    STATS_KEYS,
+    ImagePathDataset,
+    image_to_tensor,
+    map_batches,
+    npz_keys,
+    open_images,
+)
 from pytorch_fid.inception import InceptionV3
+from utils import outputs
+from utils.argtypes import ArgumentParser
+from utils.checkpoint import atomic_write
 
 __all__ = [
     "IMAGE_EXTENSIONS", "ImagePathDataset", "activation_statistics", "build_parser",
     "calculate_activation_statistics", "calculate_fid_given_paths", "calculate_frechet_distance",
     "compute_statistics_of_path", "fid_inception", "get_activations", "is_stats_file", "load_statistics",
-    "main", "save_fid_stats",
+    "main", "parser", "save_fid_stats",
 ]
 
 
@@ -37,7 +45,7 @@ def get_activations(files, model, batch_size=50, dims=2048, device="cpu", num_wo
     files: image paths, or a Dataset of (3, H, W) images in [0, 1] (e.g. ``open_images``).
     """
     model.eval()
-    dataset = files if isinstance(files, Dataset) else ImagePathDataset(files)
+    dataset = files if isinstance(files, Dataset) else ImagePathDataset(files, transforms=image_to_tensor)
     activations = map_batches(lambda batch: _pooled(model(batch)[0]), dataset, batch_size, device,
                               num_workers)
     if activations.shape[1] != dims:
@@ -71,20 +79,39 @@ def is_stats_file(path):
     if path.suffix.lower() != ".npz" or not path.is_file():
         return False
     try:
-        with np.load(path) as data:
-            return {"mu", "sigma"} <= set(data.files)
-    except (OSError, ValueError, zipfile.BadZipFile):
+        return set(STATS_KEYS) <= set(npz_keys(path))
+    except ValueError:
         return False
 
 
 def load_statistics(path):
+    """(mu (D,), sigma (D, D)) of a statistics .npz; ValueError when they are not a finite mean and covariance."""
     with np.load(path) as data:
-        return data["mu"], data["sigma"]
+        mu, sigma = data["mu"], data["sigma"]
+    check_statistics(mu, sigma, path)
+    return mu, sigma
+
+
+def check_statistics(mu, sigma, where="the statistics"):
+    if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
+        raise ValueError(f"{where}: mu must be (D,) and sigma (D, D), got {mu.shape} and {sigma.shape}; "
+                         "compute the statistics again")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ValueError(f"{where}: mu or sigma holds NaN or inf values: compute the statistics again "
+                         "from finite images")
 
 
 def _open(path):
     """(mu, sigma) from a statistics file, else the Dataset of images at ``path``."""
     return load_statistics(path) if is_stats_file(path) else open_images(path)
+
+
+def _check_source(path):
+    """Open ``path`` as ``_open`` does and check there are images enough for statistics (no network)."""
+    source = _open(path)
+    if not isinstance(source, tuple) and len(source) < 2:
+        raise ValueError(f"FID statistics need at least 2 images, {path} has {len(source)}")
+    return source
 
 
 def _statistics(source, model, batch_size, dims, device, num_workers):
@@ -110,9 +137,8 @@ def calculate_frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
     if mu1.shape != mu2.shape:
         raise ValueError(f"the statistics have different dimensions ({mu1.size} vs {mu2.size}): "
                          "compute both with the same --dims")
-    if sigma1.shape != (mu1.size, mu1.size) or sigma2.shape != sigma1.shape:
-        raise ValueError(f"sigma must be the ({mu1.size}, {mu1.size}) covariance of mu, got "
-                         f"{sigma1.shape} and {sigma2.shape}")
+    check_statistics(mu1, sigma1, "the first statistics")
+    check_statistics(mu2, sigma2, "the second statistics")
     covmean = _sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
         offset = np.eye(mu1.size) * eps
@@ -142,35 +168,41 @@ def fid_inception(dims=2048, weights=None, random_weights=False):
 
 def calculate_fid_given_paths(paths, batch_size, device, dims, num_workers=1, weights=None,
                               random_weights=False):
-    """FID between two paths (folders, sample arrays or statistics files).
+    """FID between two paths (folders, sample arrays or statistics files), each through
+    ``compute_statistics_of_path``.
 
     Both are checked before any network runs; no network is built when both are statistics.
     """
-    sources = [_open(path) for path in paths]
+    for path in paths:
+        _check_source(path)
     model = None
-    if not all(isinstance(source, tuple) for source in sources):
+    if not all(is_stats_file(path) for path in paths):
         model = fid_inception(dims, weights, random_weights).to(device)
-    (mu1, sigma1), (mu2, sigma2) = (_statistics(source, model, batch_size, dims, device, num_workers)
-                                    for source in sources)
+    (mu1, sigma1), (mu2, sigma2) = (compute_statistics_of_path(path, model, batch_size, dims, device, num_workers)
+                                    for path in paths)
     return calculate_frechet_distance(mu1, sigma1, mu2, sigma2)
 
 
+def stats_target(path):
+    """The file np.savez writes for ``path``: ".npz" is added unless the name ends in it."""
+    path = str(path)
+    return path if path.endswith(".npz") else path + ".npz"
+
+
 def save_fid_stats(paths, batch_size, device, dims, num_workers=1, weights=None, random_weights=False):
-    """Compute the statistics of paths[0] and save them as mu, sigma in the .npz paths[1]."""
-    source, target = paths
-    if Path(target).suffix != ".npz":
-        raise ValueError(f"the statistics file must end in .npz, got {target}")
-    if os.path.exists(target):
-        raise FileExistsError(f"{target} already exists: delete it or choose another name")
-    images = _open(source)
+    """Compute the statistics of paths[0] and save them as mu, sigma in the .npz paths[1] (suffix added
+    as numpy does); an existing file is never replaced."""
+    source, target = paths[0], stats_target(paths[1])
+    images = _check_source(source)
+    for path in dict.fromkeys([str(paths[1]), target]):  # as upstream, the name given must not exist either
+        outputs.check_output_file(path, "the statistics file")
     model = None if isinstance(images, tuple) else fid_inception(dims, weights, random_weights).to(device)
-    mu, sigma = _statistics(images, model, batch_size, dims, device, num_workers)
-    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-    np.savez_compressed(target, mu=mu, sigma=sigma)
+    mu, sigma = compute_statistics_of_path(source, model, batch_size, dims, device, num_workers)
+    atomic_write(target, lambda handle: np.savez_compressed(handle, mu=mu, sigma=sigma))
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m pytorch_fid.fid_score",
         description="Fréchet Inception Distance between two folders of images, .npy/.npz sample arrays "
                     "or .npz statistics files.")
@@ -178,18 +210,20 @@ def build_parser():
     parser.add_argument("--dims", type=int, default=2048, choices=sorted(InceptionV3.BLOCK_INDEX_BY_DIM),
                         help="feature dimensions: the Inception block to use (default: 2048, pool3)")
     parser.add_argument("--save-stats", "--save_stats", dest="save_stats", action="store_true",
-                        help="compute the statistics of the first path and save them to the second (.npz)")
+                        help="compute the statistics of the first path and save them to the second (.npz, "
+                             "added to the name if missing)")
     parser.add_argument("path", nargs=2,
                         help="two folders / .npy / .npz files (with --save-stats: source, target)")
     return parser
 
 
+parser = build_parser()
+
+
 def main(argv=None):
-    parser = build_parser()
     args = parser.parse_args(argv)
     extractor = {"weights": args.weights, "random_weights": args.random_weights}
     with user_errors(parser.prog):
-        warn_if_random(args)
         if args.save_stats:
             save_fid_stats(args.path, args.batch_size, args.device, args.dims, args.num_workers, **extractor)
             return

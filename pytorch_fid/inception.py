@@ -2,7 +2,8 @@
 
 FID, Inception Score and the published numbers use the 2015 TensorFlow Inception graph,
 not torchvision's ImageNet model: its average pools ignore the zero padding, its last
-block max-pools, and it has 1008 classes.  ``fid_inception_v3`` builds that network and
+block max-pools, and it has 1008 classes (its blocks: ``FIDInceptionA``, ``FIDInceptionC``,
+``FIDInceptionE_1``, ``FIDInceptionE_2``, pytorch-fid's names).  ``fid_inception_v3`` builds that network and
 loads ``pt_inception-2015-12-05-6726825d.pth`` (the TF weights converted by pytorch-fid)
 from a local file; ``InceptionV3`` wraps it with the pytorch-fid interface (feature blocks
 of 64, 192, 768 and 2048 channels).  Module names are torchvision's, which the weights
@@ -10,6 +11,7 @@ file uses.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -74,7 +76,7 @@ def _chain(x, *layers):
 class InceptionA(nn.Module):
     """35x35 block: 1x1, 5x5, double 3x3 and pool branches (Mixed_5b..5d)."""
 
-    def __init__(self, in_channels, pool_features, pool=avg_pool_same):
+    def __init__(self, in_channels, pool_features, pool=avg_pool_padded):
         super().__init__()
         self.pool = pool
         self.branch1x1 = BasicConv2d(in_channels, 64, 1)
@@ -115,7 +117,7 @@ class InceptionB(nn.Module):
 class InceptionC(nn.Module):
     """17x17 block with factorised 7x7 convolutions (Mixed_6b..6e)."""
 
-    def __init__(self, in_channels, channels_7x7, pool=avg_pool_same):
+    def __init__(self, in_channels, channels_7x7, pool=avg_pool_padded):
         super().__init__()
         c7 = channels_7x7
         self.pool = pool
@@ -163,7 +165,7 @@ class InceptionD(nn.Module):
 class InceptionE(nn.Module):
     """8x8 block whose 3x3 branches split into 1x3 and 3x1 halves (Mixed_7b, 7c)."""
 
-    def __init__(self, in_channels, pool=avg_pool_same):
+    def __init__(self, in_channels, pool=avg_pool_padded):
         super().__init__()
         self.pool = pool
         self.branch1x1 = BasicConv2d(in_channels, 320, 1)
@@ -187,6 +189,34 @@ class InceptionE(nn.Module):
         ], 1)
 
 
+class FIDInceptionA(InceptionA):
+    """InceptionA of the FID graph: its pool branch averages real pixels only (pytorch-fid's name)."""
+
+    def __init__(self, in_channels, pool_features):
+        super().__init__(in_channels, pool_features, pool=avg_pool_same)
+
+
+class FIDInceptionC(InceptionC):
+    """InceptionC of the FID graph: its pool branch averages real pixels only (pytorch-fid's name)."""
+
+    def __init__(self, in_channels, channels_7x7):
+        super().__init__(in_channels, channels_7x7, pool=avg_pool_same)
+
+
+class FIDInceptionE_1(InceptionE):
+    """Mixed_7b of the FID graph: its pool branch averages real pixels only."""
+
+    def __init__(self, in_channels):
+        super().__init__(in_channels, pool=avg_pool_same)
+
+
+class FIDInceptionE_2(InceptionE):
+    """Mixed_7c of the FID graph: its pool branch max-pools."""
+
+    def __init__(self, in_channels):
+        super().__init__(in_channels, pool=max_pool_same)
+
+
 class InceptionNetwork(nn.Module):
     """Inception-v3 from (N, 3, 299, 299) inputs in [-1, 1] to (N, num_classes) logits.
 
@@ -196,7 +226,10 @@ class InceptionNetwork(nn.Module):
 
     def __init__(self, fid=True, num_classes=1008):
         super().__init__()
-        pool = avg_pool_same if fid else avg_pool_padded
+        if fid:
+            block_a, block_c, block_e1, block_e2 = FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+        else:
+            block_a, block_c, block_e1, block_e2 = InceptionA, InceptionC, InceptionE, InceptionE
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, padding=1)
@@ -204,17 +237,17 @@ class InceptionNetwork(nn.Module):
         self.Conv2d_3b_1x1 = BasicConv2d(64, 80, 1)
         self.Conv2d_4a_3x3 = BasicConv2d(80, 192, 3)
         self.maxpool2 = nn.MaxPool2d(3, stride=2)
-        self.Mixed_5b = InceptionA(192, 32, pool)
-        self.Mixed_5c = InceptionA(256, 64, pool)
-        self.Mixed_5d = InceptionA(288, 64, pool)
+        self.Mixed_5b = block_a(192, 32)
+        self.Mixed_5c = block_a(256, 64)
+        self.Mixed_5d = block_a(288, 64)
         self.Mixed_6a = InceptionB(288)
-        self.Mixed_6b = InceptionC(768, 128, pool)
-        self.Mixed_6c = InceptionC(768, 160, pool)
-        self.Mixed_6d = InceptionC(768, 160, pool)
-        self.Mixed_6e = InceptionC(768, 192, pool)
+        self.Mixed_6b = block_c(768, 128)
+        self.Mixed_6c = block_c(768, 160)
+        self.Mixed_6d = block_c(768, 160)
+        self.Mixed_6e = block_c(768, 192)
         self.Mixed_7a = InceptionD(768)
-        self.Mixed_7b = InceptionE(1280, pool)
-        self.Mixed_7c = InceptionE(2048, max_pool_same if fid else pool)
+        self.Mixed_7b = block_e1(1280)
+        self.Mixed_7c = block_e2(2048)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2048, num_classes)
 
@@ -234,7 +267,7 @@ def fid_inception_v3(weights=None, random_weights=False):
     with torch.random.fork_rng(devices=[]):
         net = InceptionNetwork(fid=True)
     if random_weights:
-        random_init(net)
+        _random_weights(net)
     else:
         state_dict, source = load_fid_weights(weights)
         load_checked(net, state_dict, source)
@@ -246,7 +279,7 @@ def imagenet_inception_v3(random_weights=False):
     with torch.random.fork_rng(devices=[]):
         net = InceptionNetwork(fid=False, num_classes=1000)
     if random_weights:
-        return random_init(net).eval()
+        return _random_weights(net).eval()
     from torchvision.models import Inception_V3_Weights  # only this path needs torchvision (slow import)
 
     try:
@@ -258,6 +291,12 @@ def imagenet_inception_v3(random_weights=False):
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith("AuxLogits.")}
     load_checked(net, state_dict, "torchvision's ImageNet Inception-v3")
     return net.eval()
+
+
+def _random_weights(net):
+    """random_init, with a warning on stderr: the scores of such a network are meaningless."""
+    print("warning: random Inception weights (a testing aid): the scores are meaningless", file=sys.stderr)
+    return random_init(net)
 
 
 def random_init(net):
@@ -294,6 +333,8 @@ def hub_weights_path():
 
 
 def _existing(path, what):
+    if Path(path).is_dir():
+        raise InceptionWeightsError(f"{what} {path} is a folder: point it to the file {FID_WEIGHTS_NAME}")
     if not Path(path).is_file():
         raise InceptionWeightsError(
             f"{what} {path} does not exist: point it to {FID_WEIGHTS_NAME} (download: {FID_WEIGHTS_URL})")

@@ -1,4 +1,5 @@
-"""Helpers for the evaluation tests: tiny generator checkpoints and running test_ddgan.py."""
+"""Helpers for the evaluation tests: tiny generator checkpoints, running test_ddgan.py, stand-ins for
+the Inception network and the digit classifier."""
 
 import argparse
 import os
@@ -81,3 +82,35 @@ def write_images(folder, count, size=16, seed=0):
         pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(os.path.join(folder, f"{i}.png"))
     return folder
+
+
+class FakeInception(torch.nn.Module):
+    """Stands in for InceptionV3 so the metric plumbing runs in a second: a seeded linear map of
+    (B, 3, S, S) images to ``dims`` features and 1008 logits (``features_and_logits``); ``forward``
+    gives the features as InceptionV3's one output block does.  ``scale`` = nan makes it diverge."""
+
+    def __init__(self, image_size=16, dims=2048, scale=1.0, **ignored):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        inputs = 3 * image_size ** 2
+        self.proj = torch.nn.Parameter(torch.randn(inputs, dims, generator=generator) * scale / inputs ** 0.5)
+        self.fc = torch.nn.Parameter(torch.randn(dims, 1008, generator=generator) / dims ** 0.5)
+
+    def forward(self, x):
+        return [self.features_and_logits(x)[0][:, :, None, None]]
+
+    def features_and_logits(self, x):
+        features = x.flatten(1) @ self.proj
+        return features, features @ self.fc
+
+
+def constant_digit_classifier(path, digit=7):
+    """A digits classifier file (metrics.mode_coverage's format) that reads every channel as ``digit``."""
+    from metrics.mode_coverage import digit_cnn, save_classifier
+
+    model = digit_cnn(8)
+    torch.nn.init.zeros_(model[-1].weight)
+    with torch.no_grad():
+        model[-1].bias.copy_(torch.nn.functional.one_hot(torch.tensor(digit), 10).float())
+    save_classifier(str(path), model, 8, 0.5)
+    return path

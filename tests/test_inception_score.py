@@ -1,4 +1,5 @@
-"""pytorch_fid.inception_score: the score on logits with known answers, and the script."""
+"""The Inception Score: on logits with known answers (metrics.inception_score), and the script
+pytorch_fid/inception_score.py."""
 
 import re
 
@@ -6,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from pytorch_fid.data import open_images
+from metrics.evaluator import inception_outputs
+from metrics.inception_score import inception_score_from_logits, split_bounds
+from metrics.registry import Options
+from pytorch_fid.data import open_images, sample_source
 from pytorch_fid.inception import InceptionV3
-from pytorch_fid.inception_score import get_logits, inception_score_from_logits, sample_source
 from tests._fid_helpers import error_line, offline_env, random_images, run_cli, run_clis, write_images
 
 CONFIDENT = 1e4  # a logit margin that makes the softmax one-hot in float64
@@ -48,6 +51,20 @@ def test_a_hand_computed_score():
     assert inception_score_from_logits(logits, splits=1) == (pytest.approx(expected), 0.0)
 
 
+@pytest.mark.parametrize("count, splits, expected", [(10, 3, [0, 3, 6, 10]), (7, 7, list(range(8))),
+                                                     (50000, 10, list(range(0, 50001, 5000)))])
+def test_split_bounds(count, splits, expected):
+    """Part i is [i N // s, (i + 1) N // s): 10 in 3 is 3, 3, 4 (np.array_split would make 4, 3, 3)."""
+    assert split_bounds(count, splits) == expected
+
+
+def test_uneven_splits_follow_the_bounds():
+    """10 samples, 3 splits: the parts [0, 3), [3, 6), [6, 10) see 1, 1 and 2 classes (scores 1, 1, 2)."""
+    logits = one_hot_logits([0, 0, 0, 1, 1, 1, 2, 2, 3, 3])
+    mean, std = inception_score_from_logits(logits, splits=3)
+    assert (mean, std) == (pytest.approx(4 / 3), pytest.approx(np.std([1, 1, 2])))
+
+
 def test_only_the_first_1000_classes_count():
     logits = np.zeros((20, 1008))
     logits[:10, 1000 + np.arange(8)] = CONFIDENT  # would make the score larger if it counted
@@ -74,7 +91,8 @@ def test_script_prints_the_score_of_samples_npz(tmp_path):
     match = re.fullmatch(r"Inception Score = (\S+) ± (\S+)\n", result.stdout)
     assert match, result.stdout
     model = InceptionV3(random_weights=True)
-    expected = inception_score_from_logits(get_logits(open_images(tmp_path / "samples.npz"), model), 2)
+    _, logits = inception_outputs(open_images(tmp_path / "samples.npz"), model, Options())
+    expected = inception_score_from_logits(logits, 2)
     assert (float(match[1]), float(match[2])) == (pytest.approx(expected[0], abs=1e-4),
                                                   pytest.approx(expected[1], abs=1e-4))
 
@@ -83,7 +101,7 @@ def test_logits_come_from_the_fid_network():
     model = InceptionV3(random_weights=True)
     images = torch.from_numpy(random_images(2)).permute(0, 3, 1, 2) / 255
     dataset = list(images)
-    logits = get_logits(dataset, model, batch_size=2)
+    _, logits = inception_outputs(dataset, model, Options(batch_size=2))
     with torch.no_grad():
         expected = model.fc(model(images)[0].flatten(1))
     assert logits.shape == (2, 1008)
@@ -98,7 +116,7 @@ def test_script_bad_inputs(tmp_path):
     cases = [
         (["-m", "pytorch_fid.inception_score", "--sample_dir", tmp_path / "gone"], 1, "gone does not exist"),
         ([script, "--sample_dir", tmp_path / "empty"], 1, "no image files"),
-        (three, 1, "3 samples cannot make 10 splits"),
+        (three, 1, "is needs at least 10 samples (one per split), got 3"),
         ([*three, "--splits", "3", "--device", "cpu"], 1, "DDGAN_INCEPTION_WEIGHTS"),
     ]
     results = run_clis([args for args, _, _ in cases], offline_env(tmp_path))

@@ -1,4 +1,5 @@
-"""The mode-coverage benchmark: the counter, the digit classifiers, stackmnist plumbing, CLI errors."""
+"""The mode-coverage benchmark (metrics.mode_coverage): the counter, the digit classifiers, stackmnist
+plumbing, CLI errors."""
 
 import math
 import os
@@ -9,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from datasets_prep import DataError
-from datasets_prep import mode_coverage as mc
 from datasets_prep.digits import StackedDigits
 from datasets_prep.stackmnist import StackedMNIST
+from metrics import MetricError
+from metrics import mode_coverage as mc
 from tests._data_formats import mnist_like_digits, write_mnist
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,7 +52,7 @@ def test_two_even_modes():
 
 @pytest.mark.parametrize("ids", [[], [1000], [-1, 3]])
 def test_bad_mode_ids(ids):
-    with pytest.raises(DataError, match=r"non-empty list of integers in \[0, 1000\)"):
+    with pytest.raises(MetricError, match=r"non-empty list of integers in \[0, 1000\)"):
         mc.mode_coverage(ids)
 
 
@@ -77,9 +78,9 @@ def test_evaluate_real_data_covers_the_modes(classifier_path):
     result = mc.evaluate_mode_coverage(images, "stacked_digits", classifier_path)
     assert result["num_samples"] == 5000 and result["classifier_accuracy"] >= MIN_DIGIT_ACCURACY
     assert result["modes"] >= 960  # 5000 uniform draws hit ~993 of 1000
-    assert result["reverse_kl"] < 0.3
+    assert result["kl"] < 0.3
     collapsed = mc.evaluate_mode_coverage(images[:1].repeat(200, 1, 1, 1), "stacked_digits", classifier_path)
-    assert collapsed["modes"] == 1 and collapsed["reverse_kl"] == pytest.approx(math.log(1000))
+    assert collapsed["modes"] == 1 and collapsed["kl"] == pytest.approx(math.log(1000))
 
 
 def test_cached_classifier_is_reused(classifier_path, monkeypatch):
@@ -123,23 +124,43 @@ def test_stackmnist_with_trained_and_exported_classifiers(mnist_root, tmp_path):
 
 
 def test_reader_errors(tmp_path, classifier_path):
-    with pytest.raises(DataError, match="needs an MNIST classifier: pass --mode_classifier"):
+    with pytest.raises(MetricError, match="needs an MNIST classifier: pass --mode_classifier"):
         mc.evaluate_mode_coverage(torch.zeros(2, 3, 32, 32), "stackmnist")
-    with pytest.raises(DataError, match="defined for stacked_digits and stackmnist, not cifar10"):
+    with pytest.raises(MetricError, match="defined for stacked_digits and stackmnist, not cifar10"):
         mc.evaluate_mode_coverage(torch.zeros(2, 3, 32, 32), "cifar10")
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(MetricError, match="not found"):
         mc.reader_for("stackmnist", str(tmp_path / "none.pt"))
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(DataError, match="cannot load the classifier .*junk.pt"):
+    with pytest.raises(MetricError, match="cannot load the classifier .*junk.pt"):
         mc.reader_for("stackmnist", str(tmp_path / "junk.pt"))
-    with pytest.raises(DataError, match="is a 8 px digit classifier, this data set needs 28 px"):
+    with pytest.raises(MetricError, match="is a 8 px digit classifier, this data set needs 28 px"):
         mc.reader_for("stackmnist", classifier_path)
-    with pytest.raises(DataError, match=r"expected images of shape \(N, 3, H, W\)"):
+    with pytest.raises(MetricError, match=r"expected images of shape \(N, 3, H, W\)"):
         mc.as_images(np.zeros((4, 32, 32)))
 
 
+def test_non_finite_samples_are_refused():
+    images = np.zeros((2, 3, 8, 8), np.float32)
+    images[1, 0, 0, 0] = np.nan
+    with pytest.raises(MetricError, match="NaN or inf"):
+        mc.classify_stacked(images, reader=lambda x: pytest.fail("classified NaN images"))
+
+
+def test_classifier_cache_that_cannot_be_written(tmp_path, monkeypatch):
+    """Checked before the seconds of training, not after."""
+    monkeypatch.setattr(mc, "train_digits_classifier", lambda: pytest.fail("trained for nothing"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="lies below the file"):
+        mc.digits_classifier(str(tmp_path / "file" / "digits.pt"))
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(ValueError, match="folder.pt is a folder: give a file name"):
+        mc.digits_classifier(str(tmp_path / "folder.pt"))
+    with pytest.raises(MetricError, match="folder.pt is a folder: check --mode_classifier"):
+        mc.load_classifier(str(tmp_path / "folder.pt"), 28)
+
+
 def run_cli(*argv, env=None):
-    return subprocess.run([sys.executable, "-m", "datasets_prep.mode_coverage", *map(str, argv)],
+    return subprocess.run([sys.executable, "-m", "metrics.mode_coverage", *map(str, argv)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
 
 
@@ -155,8 +176,9 @@ def test_cli_errors(tmp_path, capsys):
     np.save(tmp_path / "samples.npy", np.zeros((2, 3, 32, 32), np.uint8))
     result = run_cli("--dataset", "stackmnist", "--samples", tmp_path / "samples.npy")
     assert result.returncode == 1
-    assert result.stderr.startswith("error: stackmnist mode coverage needs an MNIST classifier")
-    with pytest.raises(SystemExit, match="error: cannot read samples .*none.npy"):
+    assert result.stderr.startswith("python -m metrics.mode_coverage: error: stackmnist mode coverage needs an "
+                                    "MNIST classifier")
+    with pytest.raises(SystemExit, match="error: cannot read samples from .*none.npy"):
         mc.main(["--samples", str(tmp_path / "none.npy"), "--mode_classifier", str(tmp_path / "samples.npy")])
     with pytest.raises(SystemExit) as exit_info:
         mc.main(["--train_mnist", str(tmp_path)])

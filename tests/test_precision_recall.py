@@ -1,13 +1,14 @@
-"""pytorch_fid.precision_recall: k-NN manifolds on constructed features, and the command line."""
+"""Improved precision/recall: k-NN manifolds on constructed features (metrics.precision_recall), and
+the command line python -m pytorch_fid.precision_recall."""
 
 import numpy as np
 import pytest
 import torch
 
+from metrics.precision_recall import compute_precision_recall, knn_radii
 from pytorch_fid.data import open_images
 from pytorch_fid.fid_score import get_activations
 from pytorch_fid.inception import InceptionV3
-from pytorch_fid.precision_recall import compute_precision_recall, knn_radii
 from tests._fid_helpers import error_line, offline_env, random_images, run_clis, write_images
 
 PR = ["-m", "pytorch_fid.precision_recall"]
@@ -85,4 +86,4 @@ def test_command_line(tmp_path):
     features = [get_activations(open_images(p), model, num_workers=0) for p in (real, tmp_path / "fake.npy")]
     precision, recall = compute_precision_recall(*features, k=1)
     assert printed == {"Precision": f"{precision:.4f}", "Recall": f"{recall:.4f}"}
-    assert "REAL has 2 images; --k 2 needs more" in error_line(too_few)
+    assert "pr needs at least 3 FAKE images (k = 2), got 2: give more" in error_line(too_few)

@@ -1,5 +1,7 @@
 """utils/sampling.py: quantisation, seeding, batching, the background writer, grids, timing."""
 
+import errno
+import json
 import os
 
 import numpy as np
@@ -73,6 +75,10 @@ def test_npz_stream_short_array_is_not_kept(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def manifest(folder):
+    return json.loads((folder / "manifest.json").read_text())
+
+
 def test_writer_files_equal_batches(tmp_path):
     rng = np.random.default_rng(0)
     batches = [rng.integers(0, 256, (n, 6, 5, 3), dtype=np.uint8) for n in (3, 3, 1)]
@@ -82,6 +88,8 @@ def test_writer_files_equal_batches(tmp_path):
     everything = np.concatenate(batches)
     np.testing.assert_array_equal(read_pngs(tmp_path, 7), everything)
     np.testing.assert_array_equal(np.load(tmp_path / "samples.npz")["samples"], everything)
+    assert manifest(tmp_path) | {"written": None} == {"complete": True, "count": 7, "image_shape": [6, 5, 3],
+                                                      "written": None}
 
 
 def test_writer_grey_images(tmp_path):
@@ -92,21 +100,70 @@ def test_writer_grey_images(tmp_path):
     np.testing.assert_array_equal(read_pngs(tmp_path, 2), batch[..., 0])
 
 
-def test_writer_reports_write_errors(tmp_path):
-    """A file that cannot be written surfaces as one OSError; no samples.npz (not even an old one) is left."""
-    (tmp_path / "1.png").mkdir()
-    np.savez(tmp_path / "samples.npz", samples=np.ones((2, 4, 4, 3), np.uint8))
+def test_writer_replaces_an_earlier_run(tmp_path):
+    """5 samples, then 2 into the same folder: the 3 stale PNGs and the old samples.npz are gone."""
+    for count in (5, 2):
+        with sampling.SampleWriter(str(tmp_path), count, (4, 4, 3)) as writer:
+            writer.put(np.full((count, 4, 4, 3), count, np.uint8))
+    assert sorted(os.listdir(tmp_path)) == ["0.png", "1.png", "manifest.json", "samples.npz"]
+    assert np.load(tmp_path / "samples.npz")["samples"].max() == 2 and manifest(tmp_path)["count"] == 2
+
+
+def test_a_stopped_run_is_marked_incomplete(tmp_path):
+    """An exception (Ctrl-C, a crash of the sampler) while sampling: the PNGs so far stay, no
+    samples.npz, and the manifest says incomplete, so metrics refuse the folder."""
+    with pytest.raises(KeyboardInterrupt), sampling.SampleWriter(str(tmp_path), 4, (4, 4, 3)) as writer:
+        writer.put(np.zeros((2, 4, 4, 3), np.uint8))
+        raise KeyboardInterrupt
+    assert manifest(tmp_path)["complete"] is False
+    assert sorted(os.listdir(tmp_path)) == ["0.png", "1.png", "manifest.json"]
+
+
+@pytest.mark.parametrize("code, message", [(errno.ENOSPC, "disk full while writing samples to"),
+                                           (errno.EIO, "failed: [Errno 5]")])
+def test_writer_reports_write_errors(tmp_path, monkeypatch, code, message):
+    """A failed write surfaces as one OSError saying what was kept; no samples.npz (not even an old one)."""
+    def fail_second(path, image):
+        if path.endswith("1.png"):
+            raise OSError(code, os.strerror(code))
+        Image.fromarray(image).save(path)
+
+    monkeypatch.setattr(sampling, "_save_png", fail_second)
+    writer = sampling.SampleWriter(str(tmp_path), 4, (4, 4, 3))
+    writer.put(np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(OSError) as info:
+        writer.close()
+    assert message in str(info.value)
+    assert "the first 0 of 4 samples saved as PNG, no samples.npz, the folder not marked complete" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert manifest(tmp_path)["complete"] is False
+    assert not (tmp_path / "samples.npz").exists() and not (tmp_path / "samples.npz.partial").exists()
+
+
+def test_disk_full_at_the_last_manifest(tmp_path, monkeypatch):
+    """Every sample written, then no room for the final manifest: samples.npz is whole, the folder
+    stays marked incomplete, and the error says both."""
     writer = sampling.SampleWriter(str(tmp_path), 2, (4, 4, 3))
     writer.put(np.zeros((2, 4, 4, 3), np.uint8))
-    with pytest.raises(OSError, match=f"writing samples to {tmp_path} failed"):
+
+    def full(folder, **fields):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sampling.outputs, "write_manifest", full)
+    with pytest.raises(OSError, match="disk full .*the first 2 of 2 samples saved as PNG, samples.npz complete"):
         writer.close()
-    assert not (tmp_path / "samples.npz").exists()
-    assert not (tmp_path / "samples.npz.partial").exists()
+    assert manifest(tmp_path)["complete"] is False
 
 
 def test_write_samples_end_to_end(tmp_path, sampler):
-    path = sampling.write_samples(sampler, str(tmp_path), 3, 2, seed=5)
+    ckpt = tmp_path / "netG_12.pth"
+    ckpt.write_bytes(b"0123456789")
+    path = sampling.write_samples(sampler, str(tmp_path / "out"), 3, 2, seed=5, checkpoint=str(ckpt))
     np.testing.assert_array_equal(np.load(path)["samples"], sampling.sample_array(sampler, 3, 2, seed=5))
+    record = manifest(tmp_path / "out")
+    assert record["complete"] and (record["count"], record["seed"], record["batch_size"]) == (3, 5, 2)
+    assert record["checkpoint"] | {"modified": None} == {"path": str(ckpt), "bytes": 10, "epoch": 12,
+                                                         "modified": None}
 
 
 def test_save_grid(tmp_path, sampler):

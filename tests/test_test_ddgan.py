@@ -1,5 +1,8 @@
 """test_ddgan.py through its command line: reproducing the reference, checkpoint formats, outputs, errors."""
 
+import errno
+import json
+import os
 import re
 
 import numpy as np
@@ -9,7 +12,9 @@ from PIL import Image
 
 from tests._eval_helpers import (
     TINY_FLAGS,
+    FakeInception,
     config_flags,
+    constant_digit_classifier,
     read_pngs,
     run_cli,
     save_own,
@@ -132,7 +137,9 @@ def test_measure_time_prints_seconds(own_ckpt):
 
 @pytest.mark.parametrize("flags, message", [
     (["--mode_coverage", "--dataset", "cifar10"], "--mode_coverage needs --dataset stacked_digits"),
-    (["--compute_pr"], "--compute_pr needs --real_img_dir"),
+    (["--compute_pr"], "pr needs --real_img_dir"),
+    (["--metrics", "fid,psnr"], "unknown metric 'psnr' in 'fid,psnr': choose from fid, is, pr, modes"),
+    (["--metrics", "is", "--num_samples", "5"], "is needs --num_samples 10 or more (one per split)"),
     (["--image_size", "20", "--ch_mult", "1", "2", "2", "2"], "not divisible by 2**3"),
     (["--batch_size", "0"], "0 is out of range"),
 ])
@@ -157,7 +164,7 @@ def test_missing_default_fid_stats(tmp_path, own_ckpt):
 def test_missing_real_img_dir(tmp_path, own_ckpt):
     result = run_cli("--checkpoint", own_ckpt, "--compute_fid", "--real_img_dir", tmp_path / "nowhere",
                      "--device", "cpu")
-    assert_fails(result, "not found", "nowhere")
+    assert_fails(result, "nowhere does not exist")
 
 
 @pytest.mark.parametrize("via, message", [
@@ -175,46 +182,86 @@ def test_missing_inception_weights(tmp_path, own_ckpt, via, message):
     assert not (tmp_path / "samples").exists()
 
 
-class FakeInception(torch.nn.Module):
-    """Stands in for InceptionV3 (one pool3-shaped output block) so the metric plumbing runs in a second."""
+@pytest.fixture
+def fake_inception(monkeypatch):
+    """The metrics package builds FakeInception instead of the FID network (a fresh process-wide cache)."""
+    from metrics import evaluator
 
-    def __init__(self):
-        super().__init__()
-        self.proj = torch.nn.Linear(3 * 16 * 16, 2048)
-
-    def forward(self, x):
-        return [self.proj(x.flatten(1))[:, :, None, None]]
+    monkeypatch.setattr(evaluator, "InceptionV3", FakeInception)
+    monkeypatch.setattr(evaluator, "_NETWORKS", {})
+    return FakeInception(image_size=16)
 
 
-def test_fid_and_precision_recall(tmp_path, own_ckpt, monkeypatch, capsys):
+def test_fid_is_and_precision_recall(tmp_path, own_ckpt, monkeypatch, capsys, fake_inception):
     """The statistics and features of the written samples and the real folder reach the metrics.
 
     The Fréchet distance itself (a 2048 x 2048 sqrtm, ~20 s here) is pytorch_fid's and tested there:
     it is replaced by a recorder.
     """
     import test_ddgan
+    from metrics.inception_score import inception_score_from_logits
+    from metrics.precision_recall import compute_precision_recall
     from pytorch_fid import fid_score
-    from pytorch_fid.precision_recall import compute_precision_recall
 
-    torch.manual_seed(0)
-    model, seen = FakeInception(), []
-    monkeypatch.setattr(test_ddgan, "build_inception", lambda args: model)
+    seen = []
     monkeypatch.setattr(fid_score, "calculate_frechet_distance", lambda *stats: seen.append(stats) or 12.5)
     real, out = write_images(tmp_path / "real", 6), tmp_path / "samples"
-    test_ddgan.main(["--checkpoint", str(own_ckpt), "--compute_fid", "--compute_pr", "--real_img_dir",
-                     str(real), "--num_samples", "5", "--sample_dir", str(out), "--device", "cpu",
-                     "--num_workers", "0"])
+    test_ddgan.main(["--checkpoint", str(own_ckpt), "--compute_fid", "--compute_pr", "--metrics", "is",
+                     "--real_img_dir", str(real), "--num_samples", "10", "--sample_dir", str(out),
+                     "--device", "cpu", "--num_workers", "0"])
     printed = capsys.readouterr().out
-    assert "FID = 12.5" in printed
+    assert "FID = 12.5000 (10 samples)" in printed
     paths = [str(out / "samples.npz"), str(real)]
-    expected = [fid_score.compute_statistics_of_path(path, model, 4, 2048, "cpu", 0) for path in paths]
+    expected = [fid_score.compute_statistics_of_path(path, fake_inception, 4, 2048, "cpu", 0) for path in paths]
     for got, want in zip(seen[0], [*expected[0], *expected[1]], strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # float32 features
-    fake_features, real_features = (fid_score.get_activations(fid_score.open_images(path), model, 4, 2048)
-                                    for path in paths)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # float32 features, other batch sizes
+    (fake_features, fake_logits), (real_features, _) = (
+        evaluator_outputs(fake_inception, path) for path in paths)
     expected_pr = compute_precision_recall(real_features, fake_features, k=3)
     precision, recall = map(float, re.search(r"precision = (\S+), recall = (\S+) ", printed).groups())
     assert (precision, recall) == pytest.approx(expected_pr, abs=1e-4)
+    mean, std = map(float, re.search(r"Inception Score = (\S+) ± (\S+) \(10 samples\)", printed).groups())
+    assert (mean, std) == pytest.approx(inception_score_from_logits(fake_logits, 10), abs=1e-4)
+
+
+def evaluator_outputs(network, path):
+    from metrics.evaluator import inception_outputs
+    from metrics.registry import Options
+    from pytorch_fid.data import open_images
+
+    return inception_outputs(open_images(path), network, Options(batch_size=4))
+
+
+def test_samples_and_manifest(tmp_path, own_ckpt):
+    """A second run into the same folder replaces the first one's files; the manifest names the run."""
+    out = tmp_path / "out"
+    for count in (4, 2):
+        result = run_cli("--checkpoint", own_ckpt, "--num_samples", count, "--batch_size", 2, "--sample_dir", out,
+                         "--seed", 9, "--device", "cpu")
+        assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "manifest.json", "samples.npz"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and (manifest["count"], manifest["seed"], manifest["batch_size"]) == (2, 9, 2)
+    assert (manifest["checkpoint"]["path"], manifest["checkpoint"]["epoch"]) == (str(own_ckpt), 7)
+
+
+def test_disk_full_while_sampling(tmp_path, own_ckpt, monkeypatch, capsys):
+    """One line saying "disk full" and what the folder holds; samples.npz is not kept, metrics refuse it."""
+    import test_ddgan
+
+    def full(path, image):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(sampling, "_save_png", full)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        test_ddgan.main(["--checkpoint", str(own_ckpt), "--num_samples", "4", "--batch_size", "2",
+                         "--sample_dir", str(out), "--device", "cpu"])
+    message = str(info.value.code)
+    assert message.startswith(f"test_ddgan.py: error: disk full while writing samples to {out} (the first 0 of 4")
+    assert "no samples.npz, the folder not marked complete" in message and "\n" not in message
+    assert not (out / "samples.npz").exists()
+    assert json.loads((out / "manifest.json").read_text())["complete"] is False
 
 
 def test_precision_recall_refuses_statistics_file(tmp_path, own_ckpt):
@@ -222,7 +269,7 @@ def test_precision_recall_refuses_statistics_file(tmp_path, own_ckpt):
     np.savez(stats, mu=np.zeros(2048), sigma=np.eye(2048))
     result = run_cli("--checkpoint", own_ckpt, "--compute_pr", "--real_img_dir", stats, "--num_samples", 4,
                      "--sample_dir", tmp_path / "samples", "--device", "cpu")
-    assert_fails(result, "--compute_pr needs real images", "holds FID statistics")
+    assert_fails(result, "pr needs real images", "holds FID statistics")
     assert not (tmp_path / "samples").exists()
 
 
@@ -232,18 +279,6 @@ def test_empty_real_folder(tmp_path, own_ckpt):
     result = run_cli("--checkpoint", own_ckpt, "--compute_fid", "--real_img_dir", tmp_path / "real",
                      "--device", "cpu", env=env)
     assert_fails(result, "no image files", "real")
-
-
-def constant_digit_classifier(path, digit=7):
-    """A digits classifier file (datasets_prep's format) that reads every channel as ``digit``."""
-    from datasets_prep.mode_coverage import digit_cnn, save_classifier
-
-    model = digit_cnn(8)
-    torch.nn.init.zeros_(model[-1].weight)
-    with torch.no_grad():
-        model[-1].bias.copy_(torch.nn.functional.one_hot(torch.tensor(digit), 10).float())
-    save_classifier(str(path), model, 8, 0.5)
-    return path
 
 
 def test_mode_coverage_of_a_single_mode(tmp_path, own_ckpt):

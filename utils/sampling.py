@@ -8,9 +8,11 @@ same images; the first batch equals the reference's ``sampling`` fixture.
 
 Quantisation, the one of torchvision's ``save_image``: ``u8 = floor(clamp((x + 1) / 2, 0, 1)
 * 255 + 0.5)``, i.e. round half up.  Samples are written losslessly (PNG, and the same
-array in ``samples.npz``) so metrics see exactly these values.
+array in ``samples.npz``) so metrics see exactly these values.  The folder they go to, and
+its manifest (whole or not, from which checkpoint), are described in ``utils.outputs``.
 """
 
+import errno
 import os
 import queue
 import threading
@@ -22,12 +24,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from utils import performance
+from utils import outputs, performance
 from utils.diffusion import Posterior_Coefficients, get_time_schedule, sample_from_model
 from utils.flags import namespace
+from utils.outputs import NPZ_NAME, PARTIAL_SUFFIX
 
 PNG_COMPRESS_LEVEL = 1  # fastest zlib level; PNG stays lossless.
-NPZ_NAME = "samples.npz"
 
 
 def to_unit(x):
@@ -119,7 +121,7 @@ class NpzStream:
         self.path, self.shape, self.rows = path, tuple(shape), 0
         if os.path.exists(path):
             os.remove(path)
-        self.tmp = path + ".partial"
+        self.tmp = path + PARTIAL_SUFFIX
         self.zip = zipfile.ZipFile(self.tmp, "w", zipfile.ZIP_STORED)
         self.entry = self.zip.open(key + ".npy", "w", force_zip64=True)
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
@@ -131,9 +133,13 @@ class NpzStream:
         self.rows += len(rows)
 
     def close(self, complete=True):
-        """Finish the file; keep it only if ``complete`` and every declared row was written."""
-        self.entry.close()
-        self.zip.close()
+        """Finish the file; keep it only if ``complete``, every declared row was written and it closed cleanly."""
+        try:
+            self.entry.close()
+            self.zip.close()
+        except OSError:
+            os.remove(self.tmp)
+            raise
         if complete and self.rows == self.shape[0]:
             os.replace(self.tmp, self.path)
         else:
@@ -142,7 +148,7 @@ class NpzStream:
 
 def png_paths(folder, count, start=0):
     """The files ``{index}.png`` for index start..start+count-1 (what SampleWriter writes)."""
-    return [os.path.join(folder, f"{index}.png") for index in range(start, start + count)]
+    return [os.path.join(folder, outputs.png_name(index)) for index in range(start, start + count)]
 
 
 def _save_png(path, image):
@@ -157,12 +163,22 @@ class SampleWriter:
     ``put`` hands a batch to a worker thread through a bounded queue, so the device keeps
     sampling while files are written (PNG encoding runs on ``workers`` threads; zlib
     releases the GIL).  The first write error is raised by the next ``put`` or by ``close``.
+    The folder's manifest says "incomplete" from the start (an earlier run's files are removed
+    then) and "complete" only after ``close`` has every file; ``record`` (seed, checkpoint...)
+    goes into it.
     """
 
-    def __init__(self, folder, num_samples, image_shape, workers=4, max_pending=8):
-        os.makedirs(folder, exist_ok=True)
-        self.folder, self.index, self.error = folder, 0, None
-        self.npz = NpzStream(os.path.join(folder, NPZ_NAME), (num_samples, *image_shape))
+    def __init__(self, folder, num_samples, image_shape, workers=4, max_pending=8, record=None):
+        self.folder, self.num_samples, self.index, self.error = folder, num_samples, 0, None
+        self.manifest = {"count": num_samples, "image_shape": list(image_shape), **(record or {})}
+        try:
+            os.makedirs(folder, exist_ok=True)
+            outputs.write_manifest(folder, complete=False, **self.manifest)
+            outputs.clear_samples(folder)
+            self.npz = NpzStream(os.path.join(folder, NPZ_NAME), (num_samples, *image_shape))
+        except OSError as err:
+            self.error = err
+            self._raise_error()
         self.pool = ThreadPoolExecutor(workers)
         self.queue = queue.Queue(max_pending)
         self.thread = threading.Thread(target=self._work, name="sample-writer", daemon=True)
@@ -187,19 +203,35 @@ class SampleWriter:
         self.index += len(batch)
 
     def _raise_error(self):
-        if self.error is not None:
-            raise OSError(f"writing samples to {self.folder} failed: {self.error}") from self.error
+        """The first write error as one OSError saying what the folder holds now."""
+        if self.error is None:
+            return
+        npz = "samples.npz complete" if os.path.isfile(os.path.join(self.folder, NPZ_NAME)) else f"no {NPZ_NAME}"
+        kept = (f"the first {self.index} of {self.num_samples} samples saved as PNG, {npz}, the folder not "
+                "marked complete")
+        if getattr(self.error, "errno", None) == errno.ENOSPC:
+            raise OSError(f"disk full while writing samples to {self.folder} ({kept}): free space and "
+                          "sample again") from self.error
+        raise OSError(f"writing samples to {self.folder} failed: {self.error} ({kept})") from self.error
 
     def close(self):
-        """Wait for every queued batch, finish samples.npz, and raise the first write error."""
+        """Wait for every queued batch, finish samples.npz and the manifest; raise the first write error."""
         self._finish(complete=True)
+        if self.error is None:
+            try:
+                outputs.write_manifest(self.folder, complete=True, **self.manifest)
+            except OSError as err:
+                self.error = err
         self._raise_error()
 
     def _finish(self, complete):
         self.queue.put(None)
         self.thread.join()
         self.pool.shutdown()
-        self.npz.close(complete=complete and self.error is None)
+        try:
+            self.npz.close(complete=complete and self.error is None)
+        except OSError as err:
+            self.error = self.error or err
 
     def __enter__(self):
         return self
@@ -211,10 +243,15 @@ class SampleWriter:
             self._finish(complete=False)
 
 
-def write_samples(sampler, folder, num_samples, batch_size, seed):
-    """Sample ``num_samples`` images into ``folder``; returns the path of samples.npz."""
+def write_samples(sampler, folder, num_samples, batch_size, seed, checkpoint=None):
+    """Sample ``num_samples`` images into ``folder``; returns the path of samples.npz.
+
+    The manifest records ``seed``, ``batch_size`` and the generator file ``checkpoint``.
+    """
     opt = sampler.opt
-    with SampleWriter(folder, num_samples, (opt.image_size, opt.image_size, opt.num_channels)) as writer:
+    record = {"seed": seed, "batch_size": batch_size, "checkpoint": outputs.checkpoint_record(checkpoint)}
+    shape = (opt.image_size, opt.image_size, opt.num_channels)
+    with SampleWriter(folder, num_samples, shape, record=record) as writer:
         for batch in sample_batches(sampler, num_samples, batch_size, seed):
             writer.put(batch)
     return os.path.join(folder, NPZ_NAME)

@@ -16,9 +16,11 @@ Classifiers:
   torch.export (.pt2) file, or a file from ``--train_mnist``; it receives (B, 1, 28, 28)
   floats in [0, 1] (channels resized to 28 px, bilinear, antialiased) and returns
   (B, 10) logits.  Put any other normalisation inside the exported model.
+
+    python -m metrics.mode_coverage --samples samples.npz [--dataset stackmnist --mode_classifier FILE]
+    python -m metrics.mode_coverage --train_mnist MNIST_ROOT --mode_classifier mnist.pt
 """
 
-import argparse
 import contextlib
 import os
 import sys
@@ -29,12 +31,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets_prep.common import DataError
 from datasets_prep.digits import DIGITS_SIDE, digits_split, upsample
 from datasets_prep.stackmnist import read_mnist
+from metrics.errors import MetricError
+from pytorch_fid.cli import user_errors
+from pytorch_fid.data import load_sample_array
+from utils import outputs
+from utils.argtypes import ArgumentParser
 from utils.checkpoint import atomic_save
 
 NUM_MODES = 1000
+MODE_WEIGHTS = (100, 10, 1)  # mode id = 100 d_R + 10 d_G + d_B
 MNIST_SIDE = 28
 CLASSIFIER_VERSION = 1
 ROUND_TRIP_SIZES = (16, 32, 64)
@@ -144,7 +151,7 @@ def _load_ours(path, side):
     if not isinstance(payload, dict) or payload.get("arch") != "digit_cnn":
         return None
     if payload.get("side") != side:
-        raise DataError(f"{path} is a {payload.get('side')} px digit classifier, this data set needs "
+        raise MetricError(f"{path} is a {payload.get('side')} px digit classifier, this data set needs "
                         f"{side} px: pass the right --mode_classifier")
     model = digit_cnn(side)
     model.load_state_dict(payload["state_dict"])
@@ -166,14 +173,21 @@ def _load_exported(path):
         except Exception as error:  # torch raises many types here; the user needs one message
             failures.append(type(error).__name__)
     hint = "give a TorchScript or .pt2 file, or train one with mode_coverage --train_mnist"
-    raise DataError(f"cannot load the classifier {path} ({', '.join(failures)}): {hint}")
+    raise MetricError(f"cannot load the classifier {path} ({', '.join(failures)}): {hint}")
 
 
 def load_classifier(path, side):
     """(model, accuracy or None) from a classifier file of any supported kind."""
+    if os.path.isdir(path):
+        raise MetricError(f"classifier file {path} is a folder: check --mode_classifier")
     if not os.path.isfile(path):
-        raise DataError(f"classifier file {path} not found: check --mode_classifier")
+        raise MetricError(f"classifier file {path} not found: check --mode_classifier")
     return _load_ours(path, side) or _load_exported(path)
+
+
+def check_classifier_target(path):
+    """Before training a classifier: MetricError unless ``path`` can be written as a file."""
+    outputs.check_output_file(path, "the classifier file", overwrite=True)
 
 
 def digits_classifier(path=None, verbose=True):
@@ -181,6 +195,7 @@ def digits_classifier(path=None, verbose=True):
     path = path or default_classifier_path()
     if os.path.isfile(path):
         return load_classifier(path, DIGITS_SIDE)
+    check_classifier_target(path)
     model, accuracy_value = train_digits_classifier()
     save_classifier(path, model, DIGITS_SIDE, accuracy_value)
     if verbose:
@@ -211,27 +226,34 @@ class StackedReader(nn.Module):
 def as_images(images):
     """Images as float (N, 3, H, W) in [-1, 1] on the CPU (where the classifiers run) from uint8
     [0, 255] or float [-1, 1], NCHW or NHWC, tensor (any device) or array."""
-    x = images.detach().cpu() if torch.is_tensor(images) else torch.as_tensor(np.asarray(images))
+    x = images.detach().cpu() if torch.is_tensor(images) else torch.from_numpy(np.array(images))  # a writable copy
     if x.ndim != 4 or 3 not in (x.shape[1], x.shape[-1]):
-        raise DataError(f"expected images of shape (N, 3, H, W) or (N, H, W, 3), got {tuple(x.shape)}")
+        raise MetricError(f"expected images of shape (N, 3, H, W) or (N, H, W, 3), got {tuple(x.shape)}")
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise MetricError("the samples hold NaN or inf values: the generator diverged, or the file is damaged")
     if x.shape[1] != 3:
         x = x.permute(0, 3, 1, 2)
     return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()
+
+
+def read_modes(reader, images):
+    """Mode ids (B,) in [0, 1000) of (B, 3, H, W) stacked images in [-1, 1]."""
+    digits = reader(images)
+    return digits @ torch.tensor(MODE_WEIGHTS, device=digits.device)
 
 
 def classify_stacked(images, reader=None, batch_size=500):
     """Mode ids in [0, 1000) of stacked images (any layout as_images takes); default: the digits reader."""
     if reader is None:
         reader = StackedReader(digits_classifier()[0], DIGITS_SIDE)
-    digits = torch.cat([reader(chunk) for chunk in as_images(images).split(batch_size)])
-    return digits @ torch.tensor([100, 10, 1])
+    return torch.cat([read_modes(reader, chunk) for chunk in as_images(images).split(batch_size)])
 
 
 def mode_coverage(mode_ids, num_modes=NUM_MODES):
     """(modes covered, reverse KL(p_gen || uniform)) of integer mode ids in [0, num_modes)."""
     ids = torch.as_tensor(mode_ids).long().flatten()
     if len(ids) == 0 or ids.min() < 0 or ids.max() >= num_modes:
-        raise DataError(f"mode ids must be a non-empty list of integers in [0, {num_modes})")
+        raise MetricError(f"mode ids must be a non-empty list of integers in [0, {num_modes})")
     counts = torch.bincount(ids, minlength=num_modes).double()
     p = counts[counts > 0] / counts.sum()
     return int(len(p)), float((p * torch.log(p * num_modes)).sum())
@@ -244,55 +266,47 @@ def reader_for(dataset, classifier_path=None):
         return StackedReader(model, DIGITS_SIDE), accuracy_value
     if dataset == "stackmnist":
         if not classifier_path:
-            raise DataError("stackmnist mode coverage needs an MNIST classifier: pass --mode_classifier FILE "
-                            "(make one with python -m datasets_prep.mode_coverage --train_mnist MNIST_ROOT)")
+            raise MetricError("stackmnist mode coverage needs an MNIST classifier: pass --mode_classifier FILE "
+                            "(make one with python -m metrics.mode_coverage --train_mnist MNIST_ROOT)")
         model, accuracy_value = load_classifier(classifier_path, MNIST_SIDE)
         return StackedReader(model, MNIST_SIDE), accuracy_value
-    raise DataError(f"mode coverage is defined for stacked_digits and stackmnist, not {dataset}")
+    raise MetricError(f"mode coverage is defined for stacked_digits and stackmnist, not {dataset}")
 
 
 def evaluate_mode_coverage(images, dataset, classifier_path=None):
     """Modes covered and reverse KL of generated stacked images.
 
     images: uint8 in [0, 255] or float in [-1, 1], (N, 3, H, W) or (N, H, W, 3).
-    Returns dict(modes, reverse_kl, num_samples, classifier_accuracy).
+    Returns dict(modes, kl, num_samples, classifier_accuracy).
     """
+    images = as_images(images)  # checked before a classifier is loaded or trained
     reader, accuracy_value = reader_for(dataset, classifier_path)
-    modes, reverse_kl = mode_coverage(classify_stacked(images, reader))
-    return {"modes": modes, "reverse_kl": reverse_kl, "num_samples": len(images),
-            "classifier_accuracy": accuracy_value}
+    modes, kl = mode_coverage(classify_stacked(images, reader))
+    return {"modes": modes, "kl": kl, "num_samples": len(images), "classifier_accuracy": accuracy_value}
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Mode coverage of stacked-digit samples; digit classifiers.")
+def build_parser():
+    parser = ArgumentParser(prog="python -m metrics.mode_coverage",
+                            description="Mode coverage of stacked-digit samples; digit classifiers.")
     add = parser.add_argument
     add("--dataset", default="stacked_digits", choices=("stacked_digits", "stackmnist"))
     add("--mode_classifier", help="classifier file (stacked_digits default: the cache)")
-    add("--samples", help=".npy / .npz (first array) of images, uint8 [0, 255] or float [-1, 1]")
+    add("--samples", help=".npy / .npz ('samples', else the first array) of images, uint8 [0, 255] or "
+        "float [-1, 1]")
     add("--train_mnist", metavar="ROOT", help="train an MNIST classifier on ROOT/MNIST/raw and save it "
         "as --mode_classifier")
-    args = parser.parse_args(argv)
-    if args.train_mnist and not args.mode_classifier:
-        parser.error("--train_mnist needs --mode_classifier FILE to save the model to")
-    return args
-
-
-def _load_samples(path):
-    try:
-        data = np.load(path)
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read samples {path} ({error}): give a .npy or .npz file of images") from None
-    return data[data.files[0]] if isinstance(data, np.lib.npyio.NpzFile) else data
+    return parser
 
 
 def _run(args):
     if args.train_mnist:
+        check_classifier_target(args.mode_classifier)
         model, accuracy_value = train_mnist_classifier(args.train_mnist)
         save_classifier(args.mode_classifier, model, MNIST_SIDE, accuracy_value)
         print(f"MNIST classifier: test accuracy {accuracy_value:.4f}; saved to {args.mode_classifier}")
     if args.samples:
-        result = evaluate_mode_coverage(_load_samples(args.samples), args.dataset, args.mode_classifier)
-        print(f"modes {result['modes']}/{NUM_MODES}, reverse KL {result['reverse_kl']:.4f}, "
+        result = evaluate_mode_coverage(load_sample_array(args.samples), args.dataset, args.mode_classifier)
+        print(f"modes {result['modes']}/{NUM_MODES}, reverse KL {result['kl']:.4f}, "
               f"{result['num_samples']} samples")
     elif not args.train_mnist:
         _, accuracy_value = reader_for(args.dataset, args.mode_classifier)
@@ -301,10 +315,12 @@ def _run(args):
 
 
 def main(argv=None):
-    try:
-        _run(parse_args(argv))
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.train_mnist and not args.mode_classifier:
+        parser.error("--train_mnist needs --mode_classifier FILE to save the model to")
+    with user_errors(parser.prog):
+        _run(args)
 
 
 if __name__ == "__main__":

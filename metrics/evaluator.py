@@ -1,0 +1,194 @@
+"""The Evaluator: the metrics asked for, prepared once (Inception network, real side, digit
+reader) and applied to sample sets.
+
+Everything that can fail on the user's inputs happens in the constructor, before any
+training or sampling: unknown names, missing or non-finite real images or statistics, too few
+of them, a missing Inception weights file or digit classifier.  Each such problem is a
+MetricError with a one-line message.  The Inception network is built once per process (per
+weights file and device) and shared by every metric and Evaluator that needs it.
+"""
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from metrics.errors import MetricError, metric_errors
+from metrics.registry import METRICS, Options, check_count, parse_metric_names
+from pytorch_fid.data import SampleArrayDataset, check_samples, map_batches, open_images, sample_source
+from pytorch_fid.fid_score import activation_statistics, is_stats_file, load_statistics
+from pytorch_fid.inception import InceptionV3, find_fid_weights
+
+_NETWORKS = {}
+
+
+def shared_inception(device, weights=None, random_weights=False):
+    """The FID Inception-v3 (pool3 and logits) on ``device``, built once per process per weights file."""
+    key = ("random" if random_weights else str(find_fid_weights(weights)), str(torch.device(device)))
+    if key not in _NETWORKS:
+        _NETWORKS[key] = InceptionV3(weights=weights, random_weights=random_weights).to(device)
+    return _NETWORKS[key]
+
+
+def inception_outputs(images, network, options):
+    """(pool3 features (N, 2048), logits (N, 1008)) of a Dataset of (3, H, W) images in [0, 1], one pass."""
+    return map_batches(network.features_and_logits, images, options.batch_size, options.device,
+                       options.num_workers)
+
+
+@dataclass
+class RealSide:
+    """What metrics read of the real images: ``stats`` = (mu (2048,), sigma (2048, 2048)) and/or
+    ``features`` (N, 2048) (None for a statistics file)."""
+
+    stats: tuple | None = None
+    features: np.ndarray | None = None
+
+
+def open_real(real, metrics):
+    """The real side for ``metrics``, checked without a network: (mu, sigma) of a statistics .npz,
+    else a Dataset of the images (a folder, a .npy/.npz sample array, or a uint8 (N, H, W, C) array)."""
+    names = ", ".join(metric.name for metric in metrics)
+    if real is None:
+        raise MetricError(f"{names}: no real images given: pass a folder of images, a sample array file "
+                          "or a uint8 (N, H, W, C) array")
+    if isinstance(real, np.ndarray):
+        check_samples(real, "the real images")
+        return SampleArrayDataset(real)
+    if is_stats_file(real):
+        wanting = [metric.name for metric in metrics if metric.real_view != "stats"]
+        if wanting:
+            raise MetricError(f"{', '.join(wanting)} needs real images, but {real} holds FID statistics: "
+                              "pass a folder of images or a sample array")
+        return load_statistics(real)
+    return open_images(real)
+
+
+class SampleViews:
+    """What the metrics read of one sample set, each computed once, when first read: Inception
+    ``features`` (N, 2048) and ``logits`` (N, 1008) in one pass, stacked-digit ``mode_ids`` (N,)."""
+
+    def __init__(self, images, evaluator):
+        self.images, self.evaluator = images, evaluator
+
+    @functools.cached_property
+    def _inception(self):
+        return inception_outputs(self.images, self.evaluator.inception, self.evaluator.options)
+
+    @property
+    def features(self):
+        return self._inception[0]
+
+    @property
+    def logits(self):
+        return self._inception[1]
+
+    @functools.cached_property
+    def mode_ids(self):
+        from metrics.mode_coverage import read_modes
+
+        reader, options = self.evaluator.digit_reader, self.evaluator.options
+        ids = map_batches(lambda batch: read_modes(reader, batch * 2 - 1), self.images, options.batch_size,
+                          options.device, options.num_workers)
+        return ids.astype(np.int64)
+
+
+class Evaluator:
+    """The metrics ``names`` ("fid,pr" or a list), ready to score sample sets.
+
+    real: the real side of fid / pr: a folder of images, a .npy/.npz sample array, for fid
+    alone also a statistics .npz (mu, sigma), or a uint8 (N, H, W, C) array.
+    dataset: the digit reader of ``modes`` (stacked_digits: trained in seconds on first use and
+    cached; stackmnist: needs ``mode_classifier``).
+    inception_weights / random_weights: the FID Inception weights file (default: looked up as
+    pytorch_fid.inception.find_fid_weights says) / a fixed random network (tests only).
+    batch_size, num_workers: images per network batch, loader processes; splits: Inception
+    Score parts; k, nn_batch_size: precision/recall neighbourhood and distance block rows.
+
+    ``evaluator(samples)`` scores uint8 (N, H, W, C) samples: {"fid", "is", "is_std", "precision",
+    "recall", "modes", "kl"} (those asked for); ``primary`` is (key, higher_is_better) of the first.
+    """
+
+    def __init__(self, names, *, device, real=None, dataset=None, inception_weights=None, random_weights=False,
+                 mode_classifier=None, batch_size=100, num_workers=0, splits=10, k=3, nn_batch_size=5000):
+        with metric_errors():
+            self.metrics = [METRICS[name] for name in parse_metric_names(
+                names if isinstance(names, str) else ",".join(names))]
+            self.options = Options(torch.device(device), batch_size, num_workers, splits, k, nn_batch_size)
+            source = self._open_real(real)
+            self.inception = self._network(inception_weights, random_weights)
+            self.real = self._real_side(source)
+            self.digit_reader, self.digit_accuracy = self._digit_reader(dataset, mode_classifier)
+
+    @property
+    def _real_metrics(self):
+        return [metric for metric in self.metrics if metric.needs_real]
+
+    def _open_real(self, real):
+        """The real side, opened and checked before any network: None, (mu, sigma) or a Dataset."""
+        if not self._real_metrics:
+            return None
+        source = open_real(real, self._real_metrics)
+        if not isinstance(source, tuple):
+            check_count(self._real_metrics, len(source), self.options, "real images")
+        return source
+
+    def _network(self, weights, random_weights):
+        if not any(metric.needs_inception for metric in self.metrics):
+            return None
+        return shared_inception(self.options.device, weights, random_weights)
+
+    def _real_side(self, source):
+        if source is None:
+            return None
+        if isinstance(source, tuple):
+            return RealSide(stats=source)
+        features, _ = inception_outputs(source, self.inception, self.options)
+        wants_stats = any(metric.real_view == "stats" for metric in self._real_metrics)
+        return RealSide(stats=activation_statistics(features) if wants_stats else None, features=features)
+
+    def _digit_reader(self, dataset, classifier):
+        """(StackedReader on the device, its accuracy or None) when a metric reads digits, else (None, None)."""
+        if not any(metric.needs_digit_reader for metric in self.metrics):
+            return None, None
+        from metrics.mode_coverage import reader_for
+
+        reader, accuracy = reader_for(dataset, classifier)
+        return reader.to(self.options.device), accuracy
+
+    @property
+    def primary(self):
+        """(result key, higher_is_better) of the first metric: what ranks runs."""
+        return self.metrics[0].primary, self.metrics[0].higher_is_better
+
+    def __call__(self, samples):
+        """Scores of uint8 (N, H, W, C) samples (a numpy array, C = 1 or 3)."""
+        with metric_errors():
+            if not isinstance(samples, np.ndarray):
+                raise MetricError(f"samples must be a uint8 numpy array (N, H, W, C), got {type(samples).__name__}")
+            check_samples(samples, "the samples")
+            return self.evaluate(SampleArrayDataset(samples))
+
+    def evaluate_path(self, path):
+        """Scores of the samples at ``path``: a folder (its samples.npz when it has one) or a .npy/.npz array."""
+        with metric_errors():
+            return self.evaluate(open_images(sample_source(path)))
+
+    def evaluate(self, images):
+        """Scores of a Dataset of (3, H, W) images in [0, 1] (``pytorch_fid.data``'s sources)."""
+        with metric_errors():
+            check_count(self.metrics, len(images), self.options)
+            views = SampleViews(images, self)
+            results = {}
+            for metric in self.metrics:
+                results.update(metric.compute(views, self.real, self.options))
+        bad = [key for key, value in results.items() if not math.isfinite(value)]
+        if bad:
+            raise MetricError(f"{', '.join(bad)} came out NaN or inf: check the Inception weights and the inputs")
+        return results
+
+    def summaries(self, results):
+        """One line per metric for people, e.g. "FID = 3.7512"."""
+        return [metric.summary(results, self.options) for metric in self.metrics]
