@@ -29,17 +29,17 @@ def test_torchrun_variables_are_read_in_one_place():
 
 def test_one_process_needs_no_process_group():
     seen = []
-    args = argparse.Namespace(num_proc_node=1, num_process_per_node=1, device="cpu", local_rank=0)
+    args = argparse.Namespace(num_proc_node=1, num_process_per_node=1, device=torch.device("cpu"), local_rank=0)
     distributed.launch(lambda ctx, a: seen.append(ctx), args)
     assert seen == [Context(0, 0, 1, torch.device("cpu"))] and not seen[0].distributed
 
 
 def test_missing_gpus_are_refused():
-    args = argparse.Namespace(num_process_per_node=1, device="cuda")
+    args = argparse.Namespace(num_process_per_node=1, device=torch.device("cuda"))
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="--device cpu"):
             distributed.check_devices(args)
-    args = argparse.Namespace(num_process_per_node=torch.cuda.device_count() + 1, device="cuda")
+    args = argparse.Namespace(num_process_per_node=torch.cuda.device_count() + 1, device=torch.device("cuda"))
     with pytest.raises(ValueError):
         distributed.check_devices(args)
 

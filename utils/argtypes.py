@@ -92,6 +92,17 @@ unit_float = ranged(float, 0.0, 1.0)  # [0, 1]
 open_unit_float = ranged(float, 0.0, 1.0, high_open=True)  # [0, 1), e.g. Adam's betas, EMA decay
 
 
+def folder_name(text):
+    """One folder name (a run's --exp): not empty, no path separator, not "." or ".."."""
+    if text in ("", ".", "..") or "/" in text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder name: use letters, digits, '-', '_' or '.'"
+                                         " without '/'")
+    return text
+
+
+seed = ranged(int, 0, 2**63 - 1)
+
+
 def port(text):
     """A TCP port 0..65535 (0: pick a free one)."""
     value = nonneg_int(text)

@@ -9,8 +9,10 @@ configuration that checkpoints carry, so sampling needs no model flags.
 
 import argparse
 
+import torch
+
 from datasets_prep.registry import DATA_SETS
-from utils.argtypes import nonneg_int, positive_float, positive_int, unit_float
+from utils.argtypes import folder_name, nonneg_int, open_unit_float, positive_float, positive_int, seed
 
 DATASETS = tuple(DATA_SETS)  # the --dataset values: one row each in datasets_prep/registry.py
 
@@ -44,10 +46,11 @@ def _switch(group, name, default, help):
 def add_common_flags(parser):
     """Experiment, data set and seed: both scripts."""
     group = parser.add_argument_group("experiment")
-    group.add_argument("--exp", default="experiment_cifar_default", help="run name")
+    group.add_argument("--exp", type=folder_name, default="experiment_cifar_default",
+                       help="run name (the run folder's name)")
     group.add_argument("--dataset", default="cifar10", choices=DATASETS, help="data set")
     group.add_argument("--datadir", default=None, help="root folder (or LMDB) of the data set")
-    group.add_argument("--seed", type=int, default=None, help="random seed")
+    group.add_argument("--seed", type=seed, default=None, help="random seed (0 .. 2**63 - 1)")
     return group
 
 
@@ -67,7 +70,7 @@ def add_model_flags(parser):
     g.add_argument("--num_res_blocks", type=positive_int, default=2, help="res blocks per resolution")
     g.add_argument("--attn_resolutions", type=positive_int, nargs="*", default=[16],
                    help="resolutions with self-attention")
-    g.add_argument("--dropout", type=unit_float, default=0.0, help="dropout in res blocks")
+    g.add_argument("--dropout", type=open_unit_float, default=0.0, help="dropout in res blocks, in [0, 1)")
     _switch(g, "resamp_with_conv", True, "learned conv in up/down-sampling layers")
     _switch(g, "conditional", True, "condition G on the time step")
     _switch(g, "fir", True, "FIR filter for up/down-sampling")
@@ -113,7 +116,20 @@ def check_model_flags(args):
                 "change --num_channels_dae or --ch_mult")
     if args.num_channels_dae % 2:
         raise ValueError("--num_channels_dae must be even (sinusoidal time embedding)")
+    check_schedule(args)
     return args
+
+
+def check_schedule(args):
+    """Every beta of the schedule in (0, 1): else the diffusion's tables hold NaN or negative variances."""
+    from utils.diffusion import get_sigma_schedule
+
+    betas = get_sigma_schedule(args, "cpu")[2][1:].double()
+    if not (torch.isfinite(betas).all() and (betas > 0).all() and (betas < 1).all()):
+        kind = "geometric" if args.use_geometric else "VP"
+        raise ValueError(f"the {kind} schedule with --beta_min {args.beta_min} --beta_max {args.beta_max} and "
+                         f"--num_timesteps {args.num_timesteps} gives betas outside (0, 1): choose values whose "
+                         "variance grows with t and stays below 1")
 
 
 def model_config(args):

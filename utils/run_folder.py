@@ -60,9 +60,10 @@ def check_writable(folder, flag="--save_dir"):
 
 
 def check_not_inside_data(folder, args):
-    """Run files (sample grids are PNGs) must not land inside the images the run reads."""
+    """Run files (sample grids are PNGs) must not land among the images of a --dataset folder, which
+    lists every image under --datadir."""
     data = getattr(args, "datadir", None)
-    if not data or not os.path.isdir(data):
+    if args.dataset != "folder" or not data or not os.path.isdir(data):
         return
     inside = os.path.commonpath([os.path.realpath(folder), os.path.realpath(data)]) == os.path.realpath(data)
     if inside:
