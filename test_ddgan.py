@@ -13,7 +13,6 @@ the ``metrics`` package's; their Evaluators are prepared before sampling, so tha
 weights file or real folder fails in seconds, and nothing is written over an input.
 """
 
-import argparse
 import sys
 
 from metrics import Evaluator, MetricError
@@ -36,12 +35,8 @@ def build_parser():
 def parse_args(argv=None):
     """Parsed flags; ``args.explicit`` names the model flags that were given on the command line."""
     parser = build_parser()
-    unset = object()
-    args = parser.parse_args(argv, namespace=argparse.Namespace(**dict.fromkeys(MODEL_KEYS, unset)))
-    args.explicit = tuple(key for key in MODEL_KEYS if getattr(args, key) is not unset)
-    for key in MODEL_KEYS:
-        if getattr(args, key) is unset:
-            setattr(args, key, parser.get_default(key))
+    args, given = parser.parse_args_explicit(argv)
+    args.explicit = tuple(key for key in MODEL_KEYS if key in given)
     try:
         resolve_sample_flags(args)
         check_model_flags(args)
