@@ -15,7 +15,9 @@ import torch
 
 from score_sde import legacy
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
+from utils.distributed import gather_objects, print0
 from utils.flags import MODEL_KEYS, namespace
+from utils.rng import rng_state, seed_everything, set_rng_state
 
 
 class CheckpointError(ValueError):
@@ -182,6 +184,45 @@ def restore_content(owner, content):
         part.load_state_dict(content[key])
     for key in CONTENT_COUNTERS:
         setattr(owner, key, content[key])
+
+
+def json_args(args):
+    """``vars(args)`` with every value JSON-safe (devices as strings): the flags content.pth stores."""
+    def plain(value):
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+    return {key: plain(value) for key, value in sorted(vars(args).items())}
+
+
+def save_training(path, owner, ctx, args, config):
+    """content.pth of a training process group (collective: every process's RNG state is gathered
+    on rank 0, which writes the file)."""
+    rng = gather_objects(rng_state(ctx.device), ctx)
+    content = capture_content(owner, args=json_args(args), model_config=dict(config), world_size=ctx.world_size,
+                              rng=rng)
+    if ctx.is_main:
+        save_content(path, content)
+
+
+def resume_training(path, owner, ctx, args):
+    """Restore ``owner`` from content.pth, and this process's RNG states; returns the content.
+
+    With another number of processes or batch size the RNG streams cannot continue: each
+    process is reseeded and the interrupted epoch restarts (a warning says so)."""
+    content = load_content(path)
+    restore_content(owner, content)
+    then = (content["world_size"], content["args"]["batch_size"])
+    now = (ctx.world_size, args.batch_size)
+    if then == now:
+        set_rng_state(content["rng"][ctx.rank], ctx.device)
+        return content
+    print0(ctx, f"warning: resuming with {now[0]} processes x batch {now[1]} instead of {then[0]} x {then[1]}: "
+                "the run goes on, but not as it would have without the interruption")
+    seed_everything(args.seed + ctx.rank + owner.epoch)
+    owner.iteration = 0
+    return content
 
 
 def save_content(path, content):

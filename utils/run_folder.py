@@ -19,6 +19,8 @@ import socket
 import sys
 import time
 
+import torch
+
 from utils import checkpoint
 from utils.flags import MODEL_KEYS
 from utils.train_flags import RUN_FLAGS
@@ -34,16 +36,6 @@ PER_INVOCATION = ("exp", "dataset", "save_dir", "resume", "dry_run", "stop_after
 
 def run_dir(args):
     return os.path.join(args.save_dir, "dd_gan", args.dataset, args.exp)
-
-
-def json_args(args):
-    """``vars(args)`` with every value JSON-safe (devices as strings)."""
-    def plain(value):
-        if isinstance(value, (list, tuple)):
-            return [plain(item) for item in value]
-        return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
-
-    return {key: plain(value) for key, value in sorted(vars(args).items())}
 
 
 # ----------------------------------------------------------------------------- checks
@@ -157,7 +149,7 @@ def remove_stale_temporaries(folder):
 
 def write_args(folder, args):
     """args.json: the resolved flags of this invocation."""
-    text = json.dumps(json_args(args), indent=2) + "\n"
+    text = json.dumps(checkpoint.json_args(args), indent=2) + "\n"
     checkpoint.atomic_write(os.path.join(folder, ARGS_JSON), lambda f: f.write(text.encode()))
 
 
@@ -168,6 +160,45 @@ def save_image(folder, images, name):
     from utils.sampling import to_unit
 
     checkpoint.atomic_write(os.path.join(folder, name), lambda f: write_grid(to_unit(images), f, format="png"))
+
+
+class EpochFiles:
+    """Rank 0's files at the end of an epoch: ``xpos_epoch_{e}.png`` (every 10 epochs), the sample grid
+    ``sample_discrete_epoch_{e}.png`` (test_ddgan.py's grid of the weights netG_{e}.pth holds: --seed,
+    --batch_size images), ``netG_{e}.pth`` when due, and the metrics evaluation when due."""
+
+    XPOS_EVERY = 10  # as in the reference
+
+    def __init__(self, folder, args, config, device, metrics=None):
+        self.folder, self.args, self.config, self.device, self.metrics = folder, args, config, device, metrics
+
+    def write(self, epoch, step, generator, x_pos=None, save_generator=False):
+        """``generator``: the weights to save (EMA with --use_ema).  Returns the metrics record or None."""
+        if epoch % self.XPOS_EVERY == 0 and x_pos is not None:
+            save_image(self.folder, x_pos, f"xpos_epoch_{epoch}.png")
+        name = f"netG_{epoch}.pth" if save_generator else None
+        was_training = generator.training
+        generator.eval()
+        try:
+            self.grid(generator, epoch)
+            if name is not None:
+                with disk_errors(name):
+                    checkpoint.save_generator(os.path.join(self.folder, name), generator, self.config, epoch=epoch)
+            if self.metrics is not None and self.metrics.due(epoch):
+                return self.metrics.evaluate(generator, self.config, epoch, step, name)
+            return None
+        finally:
+            generator.train(was_training)
+
+    def grid(self, generator, epoch):
+        """The seeded grid, drawn with the training RNG untouched."""
+        from utils.sampling import Sampler
+
+        sampler = Sampler(generator, self.config, self.device)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), disk_errors("the sample grid"):
+            torch.manual_seed(self.args.seed)
+            save_image(self.folder, sampler(self.args.batch_size), f"sample_discrete_epoch_{epoch}.png")
 
 
 @contextlib.contextmanager

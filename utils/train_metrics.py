@@ -60,6 +60,7 @@ class TrainingMetrics:
                                    batch_size=args.metrics_batch_size, num_workers=0)
         self.args, self.folder, self.device = args, folder, device
         self.key, self.higher_is_better = self.evaluator.primary
+        self.keys = ()  # the result keys, known after the first evaluation
         self.path = os.path.join(folder, METRICS_JSONL)
         self.records = [record for record in read_records(self.path) if record["epoch"] < start_epoch]
         self._rewrite()
@@ -86,6 +87,7 @@ class TrainingMetrics:
             samples = sampling.sample_array(sampler, self.args.metrics_samples, self.args.metrics_batch_size,
                                             self.args.seed)
         numbers = self.evaluator(samples)
+        self.keys = tuple(numbers)
         record = {"epoch": epoch, "step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "seconds": round(time.perf_counter() - start, 3), **numbers, "checkpoint": checkpoint_name}
         if self.improves(numbers[self.key]):

@@ -33,17 +33,16 @@ from tqdm import tqdm
 import datasets_prep
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from utils import checkpoint, diffusion, distributed, performance, run_folder, sampling
-from utils.distributed import all_reduce, barrier, gather_objects, print0
+from utils import checkpoint, diffusion, distributed, performance, run_folder
+from utils.distributed import all_reduce, barrier, print0
 from utils.ema import EMA
 from utils.flags import model_config, namespace
 from utils.loss import DDGANLoss
-from utils.rng import derived_seed, rng_state, seed_everything, set_rng_state
+from utils.rng import derived_seed, seed_everything
 
 CONTENT = run_folder.CONTENT
 SMALL_D_MAX_SIZE = 64  # Discriminator_small up to 64 px, Discriminator_large above
 D_HALVINGS = {Discriminator_small: 3, Discriminator_large: 6}  # FIR downsamplings of each discriminator
-XPOS_EVERY = 10  # epochs between xpos_epoch_{e}.png, as in the reference
 LR_MIN = 1e-5
 
 
@@ -242,7 +241,7 @@ class Trainer:
         self.epoch, self.iteration, self.global_step = 0, 0, 0
         self.stop = StopRequest()
         self.writer = None
-        self.metrics = None
+        self.files = run_folder.EpochFiles(self.folder, args, self.config, ctx.device) if ctx.is_main else None
         self.last = {}
 
     @property
@@ -345,36 +344,17 @@ class Trainer:
     # -------------------------------------------------------------- saving
 
     def save_content(self):
-        """content.pth (collective: gathers every process's RNG state); written by rank 0."""
-        rng = gather_objects(rng_state(self.ctx.device), self.ctx)
-        content = checkpoint.capture_content(self, args=run_folder.json_args(self.args), model_config=self.config,
-                                             world_size=self.ctx.world_size, rng=rng)
-        if self.ctx.is_main:
-            with run_folder.disk_errors(CONTENT):
-                checkpoint.save_content(os.path.join(self.folder, CONTENT), content)
+        """content.pth (collective); written by rank 0."""
+        with run_folder.disk_errors(CONTENT):
+            checkpoint.save_training(os.path.join(self.folder, CONTENT), self, self.ctx, self.args, self.config)
 
     def resume(self):
-        """Load content.pth: weights, optimisers, schedulers, EMA, counters and this rank's RNG."""
-        content = checkpoint.load_content(os.path.join(self.folder, CONTENT))
-        checkpoint.restore_content(self, content)
+        """content.pth: weights, optimisers, schedulers, EMA, counters and this process's RNG."""
+        content = checkpoint.resume_training(os.path.join(self.folder, CONTENT), self, self.ctx, self.args)
         if content["args"]["num_epoch"] != self.args.num_epoch:
             retarget_schedules((self.schedG, self.schedD), self.args.num_epoch)
-        self.restore_rng(content)
         print0(self.ctx, f"resumed {self.folder} at epoch {self.epoch}, iteration {self.iteration}, "
                          f"global step {self.global_step}")
-
-    def restore_rng(self, content):
-        """This rank's RNG state; with another world size, reseed and restart the interrupted epoch."""
-        then = (content["world_size"], content["args"]["batch_size"])
-        now = (self.ctx.world_size, self.args.batch_size)
-        if then == now:
-            set_rng_state(content["rng"][self.ctx.rank], self.ctx.device)
-            return
-        print0(self.ctx, f"warning: resuming with {now[0]} processes x batch {now[1]} instead of "
-                         f"{then[0]} x {then[1]}: "
-                         "the run goes on, but not as it would have without the interruption")
-        seed_everything(self.args.seed + self.ctx.rank + self.epoch)
-        self.iteration = 0
 
     def saved_generator(self):
         """The generator as netG_{epoch}.pth holds it: with --use_ema a context with the EMA weights."""
@@ -382,38 +362,14 @@ class Trainer:
             return contextlib.nullcontext(self.generator)
         return self.ema.swapped(self.generator)
 
-    def save_epoch_files(self, epoch, save_generator):
-        """Rank 0: xpos grid (every 10 epochs), the sample grid, netG_{epoch}.pth, metrics."""
-        if epoch % XPOS_EVERY == 0 and "x_pos" in self.last:
-            run_folder.save_image(self.folder, self.last["x_pos"], f"xpos_epoch_{epoch}.png")
-        name = f"netG_{epoch}.pth" if save_generator else None
+    def write_epoch_files(self, epoch, save_generator):
+        """Rank 0: the epoch's grids, netG_{epoch}.pth and metrics (see run_folder.EpochFiles)."""
         with self.saved_generator() as generator:
-            generator.eval()
-            try:
-                self.save_grid(generator, epoch)
-                if name is not None:
-                    with run_folder.disk_errors(name):
-                        checkpoint.save_generator(os.path.join(self.folder, name), generator, self.config,
-                                                  epoch=epoch)
-                if self.metrics is not None and self.metrics.due(epoch):
-                    self.evaluate(generator, epoch, name)
-            finally:
-                generator.train()
-
-    def save_grid(self, generator, epoch):
-        """sample_discrete_epoch_{e}.png: test_ddgan.py's grid of these weights (--seed, --batch_size images)."""
-        sampler = sampling.Sampler(generator, self.config, self.ctx.device)
-        devices = [self.ctx.device] if self.ctx.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), run_folder.disk_errors("the sample grid"):
-            torch.manual_seed(self.args.seed)
-            run_folder.save_image(self.folder, sampler(self.args.batch_size), f"sample_discrete_epoch_{epoch}.png")
-
-    def evaluate(self, generator, epoch, checkpoint_name):
-        record = self.metrics.evaluate(generator, self.config, epoch, self.global_step, checkpoint_name)
-        numbers = {f"metrics/{key}": value for key, value in record.items()
-                   if key not in ("epoch", "step", "time", "seconds", "checkpoint")}
-        self.add_scalars(numbers)
-        print0(self.ctx, f"epoch {epoch}: " + ", ".join(f"{key[8:]} {value:.4g}" for key, value in numbers.items()))
+            record = self.files.write(epoch, self.global_step, generator, self.last.get("x_pos"), save_generator)
+        if record is not None:
+            numbers = {key: value for key, value in record.items() if key in self.files.metrics.keys}
+            self.add_scalars({f"metrics/{key}": value for key, value in numbers.items()})
+            print0(self.ctx, f"epoch {epoch}: " + ", ".join(f"{key} {value:.4g}" for key, value in numbers.items()))
 
     def end_epoch(self, epoch):
         """Learning-rate decay, then the epoch's files: samples, netG_{epoch}.pth (rank 0), content.pth.
@@ -430,7 +386,7 @@ class Trainer:
         self.epoch, self.iteration = epoch + 1, 0
         stopping, last = args.stop_after_epoch == epoch, epoch == args.num_epoch
         if self.ctx.is_main:
-            self.save_epoch_files(epoch, epoch % args.save_ckpt_every == 0 or last)
+            self.write_epoch_files(epoch, epoch % args.save_ckpt_every == 0 or last)
         if (args.save_content and (epoch % args.save_content_every == 0 or last)) or stopping:
             self.save_content()
         return stopping
@@ -491,7 +447,7 @@ def prepare_metrics(trainer):
         from metrics import MetricError
 
         try:
-            trainer.metrics = run_metrics(trainer)
+            trainer.files.metrics = run_metrics(trainer)
         except (MetricError, OSError, ValueError) as err:
             message = str(err).strip().splitlines()[-1]
     failed = all_reduce(torch.tensor([float(message is not None)], device=trainer.ctx.device), trainer.ctx)
