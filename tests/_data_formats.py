@@ -6,6 +6,8 @@
 - ``write_lsun_lmdb(path, images)``: an LSUN-style LMDB (hex ids -> WebP/JPEG bytes).
 - ``write_image_folder(root, images)``: a nested folder of PNG/JPEG files.
 - ``write_nvae_lmdb(path, images)``: NVAE's layout (keys "0", "1", ... -> raw RGB bytes).
+- ``write_pngs(folder, images)``, ``read_pngs(folder, count)``: 0.png, 1.png, ... as test_ddgan.py
+  names its samples.
 """
 
 import gzip
@@ -14,15 +16,16 @@ import io
 import os
 import pickle
 import struct
+from pathlib import Path
 
 import lmdb
 import numpy as np
 from PIL import Image
 
 
-def random_images(count, height, width, seed=0):
-    """uint8 (count, height, width, 3) noise."""
-    return np.random.default_rng(seed).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+def random_images(count, height=32, width=None, seed=0):
+    """uint8 (count, height, width, 3) noise (square when ``width`` is not given)."""
+    return np.random.default_rng(seed).integers(0, 256, (count, height, width or height, 3), dtype=np.uint8)
 
 
 def asymmetric_image(height, width):
@@ -160,6 +163,20 @@ def write_image_folder(root, images, nested=True):
         Image.fromarray(image).save(os.path.join(root, name), quality=95)
         paths.append(name)
     return paths
+
+
+def write_pngs(folder, images):
+    """(N, H, W, 3) or (N, H, W) uint8 images as lossless 0.png, 1.png, ... in ``folder``; returns it as a Path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{index}.png")
+    return folder
+
+
+def read_pngs(folder, count):
+    """uint8 (count, H, W[, C]) from 0.png .. {count - 1}.png in ``folder``."""
+    return np.stack([np.asarray(Image.open(Path(folder) / f"{index}.png")) for index in range(count)])
 
 
 # ----------------------------------------------------------------------------- broken data, for the error tests

@@ -11,8 +11,8 @@ import contextlib
 from unittest import mock
 
 import torch
-from torch.utils.data import TensorDataset
 
+from tests.conftest import make_trainer
 from utils import rng, training
 
 
@@ -63,11 +63,6 @@ def snapshot(trainer):
              "G.grad": {k: p.grad for k, p in G.named_parameters() if p.grad is not None},
              "D.grad": {k: p.grad for k, p in D.named_parameters() if p.grad is not None}}
     return {part: {k: v.detach().clone() for k, v in values.items()} for part, values in state.items()}
-
-
-def make_trainer(ctx, args):
-    placeholder = TensorDataset(torch.zeros(64, 3, args.image_size, args.image_size), torch.zeros(64))
-    return training.Trainer(ctx, args, placeholder)
 
 
 @torch.no_grad()

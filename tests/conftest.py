@@ -1,5 +1,12 @@
-"""Shared pytest fixtures and helpers: the reference numbers, the repository paths, command lines."""
+"""Shared pytest fixtures and helpers: the reference numbers, the repository paths, the one tiny
+model configuration, and running the command lines.
 
+Fixtures: ``reference``, ``tiny_train``, ``offline``.  Modules that need a piece at import time (a
+parametrize list, a table of cases, a helper outside a test) import the plain names from
+``tests.conftest``.
+"""
+
+import argparse
 import hashlib
 import os
 import subprocess
@@ -9,10 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
+import train_ddgan
+from score_sde.models.ncsnpp_generator_adagn import NCSNpp
+from utils.flags import add_common_flags, add_model_flags, check_model_flags, model_config, namespace
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DDGAN_SHARED", REPO.parent / "shared"))
 REFERENCE_PT = SHARED / "reference" / "ddgan_reference.pt"
 REFERENCE_LAYOUT = SHARED / "reference" / "official_checkpoint_layout.json"
+WEIGHTS_VARIABLES = ("DDGAN_INCEPTION_WEIGHTS", "FID_WEIGHTS_PATH")  # where a user may point at Inception weights
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -31,12 +43,90 @@ def rel_error(actual, expected):
     return ((actual.double() - expected).norm() / expected.norm().clamp_min(1e-30)).item()
 
 
+# ----------------------------------------------------------------------------- the tiny model
+
+# The tiny model's values where they differ from the flag defaults: a generator of ~60k parameters
+# on 16 px images (attention at 16 px), T = 4, that samples in a fraction of a second on the CPU.
+# A test that needs a variant says so: ``tiny_config(num_timesteps=2)``.
+TINY_MODEL = {"image_size": 16, "num_channels_dae": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "n_mlp": 1,
+              "nz": 8, "z_emb_dim": 16, "t_emb_dim": 16, "ngf": 4}
+
+
+def config_flags(config):
+    """Command-line flags that describe ``config`` (the inverse of the model flag parser)."""
+    flags = []
+    for key, value in config.items():
+        if key == "not_use_tanh":
+            flags += ["--not_use_tanh"] if value else []
+        elif isinstance(value, bool):
+            flags.append(f"--{key}" if value else f"--no-{key}")
+        elif isinstance(value, (list, tuple)):
+            flags += [f"--{key}", *map(str, value)]
+        else:
+            flags += [f"--{key}", str(value)]
+    return flags
+
+
+# train_ddgan.py on the tiny model: 64 stacked digits (no files needed), batch 4, the CPU, seed 7.
+TINY_TRAIN = (*config_flags(TINY_MODEL), "--dataset", "stacked_digits", "--stacked_digits_length", "64",
+              "--batch_size", "4", "--num_workers", "0", "--no-tensorboard", "--device", "cpu", "--seed", "7")
+
+
+@pytest.fixture(scope="session")
+def tiny_train():
+    """The flags of a tiny training run: TINY_TRAIN."""
+    return TINY_TRAIN
+
+
+def model_parser():
+    """A parser of the flags both scripts share: the experiment's and the model's."""
+    parser = argparse.ArgumentParser()
+    add_common_flags(parser)
+    add_model_flags(parser)
+    return parser
+
+
+def tiny_config(**overrides):
+    """The tiny model's full configuration (the dict checkpoints carry), with ``overrides`` (flag
+    names: values), checked as the scripts check their flags."""
+    args = model_parser().parse_args(config_flags({**TINY_MODEL, **overrides}))
+    return model_config(check_model_flags(args))
+
+
+def tiny_generator(config=None, seed=0):
+    """NCSNpp of ``config`` (default: the tiny model) in eval mode, initialised after manual_seed(seed)."""
+    torch.manual_seed(seed)
+    return NCSNpp(namespace(config or tiny_config())).eval()
+
+
+def randomize(module):
+    """Draw every parameter at random so that no layer is (nearly) zero."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+
+
+def tiny_args(*extra):
+    """Parsed and checked train_ddgan.py flags of the tiny run plus ``extra``."""
+    return train_ddgan.parse_args([*TINY_TRAIN, *map(str, extra)])
+
+
+def make_trainer(ctx, args):
+    """A Trainer of ``args`` on placeholder data (64 black images): for tests that feed batches themselves."""
+    from torch.utils.data import TensorDataset
+
+    from utils import training
+
+    placeholder = TensorDataset(torch.zeros(64, 3, args.image_size, args.image_size), torch.zeros(64))
+    return training.Trainer(ctx, args, placeholder)
+
+
 # ----------------------------------------------------------------------------- command lines
 
 def cli_env(tmp_path=None, **variables):
     """The environment of a command-line test: the repository importable, one thread, no downloads,
     no Inception weights from the user's environment (an empty TORCH_HOME under ``tmp_path``)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DDGAN_INCEPTION_WEIGHTS", "FID_WEIGHTS_PATH")}
+    env = {k: v for k, v in os.environ.items() if k not in WEIGHTS_VARIABLES}
     env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", DDGAN_NO_DOWNLOAD="1", PYTHONUNBUFFERED="1")
     if tmp_path is not None:
         env["TORCH_HOME"] = str(Path(tmp_path) / "empty_torch_home")
@@ -44,19 +134,64 @@ def cli_env(tmp_path=None, **variables):
     return env
 
 
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """This process as cli_env(tmp_path) runs a command: no Inception weights anywhere, downloads off."""
+    for variable in WEIGHTS_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.setenv("DDGAN_NO_DOWNLOAD", "1")
+
+
+def _python(command, argv):
+    """``python COMMAND ARGV`` as a list: ``command`` is a script path relative to the repository
+    (``train_ddgan.py``), ``-m module``, or ``-c`` with the code as the first of ``argv``."""
+    head = command.split(maxsplit=1) if command.startswith("-") else [str(REPO / command)]
+    return [sys.executable, *head, *map(str, argv)]
+
+
 def run_command(command, *argv, cwd=REPO, env=None, timeout=300):
-    """Run ``python COMMAND ARGV``; ``command`` is a script path relative to the repository
-    (``train_ddgan.py``) or ``-m module``.  Returns the CompletedProcess (text output)."""
-    head = command.split() if command.startswith("-m ") else [str(REPO / command)]
-    return subprocess.run([sys.executable, *head, *map(str, argv)], cwd=cwd, env=env or cli_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    """Run ``python COMMAND ARGV`` (see ``_python``) in ``cwd`` with ``env`` (default: cli_env()).
+    Returns the CompletedProcess (text output)."""
+    return subprocess.run(_python(command, argv), cwd=cwd, env=env or cli_env(), capture_output=True, text=True,
+                          timeout=timeout)
 
 
-def one_error_line(result):
-    """The one line a failed command printed on stderr; asserts a non-zero exit and no traceback."""
-    assert result.returncode != 0, f"exit 0:\n{result.stdout}\n{result.stderr}"
+def start_command(command, *argv, cwd=REPO, env=None):
+    """Start ``python COMMAND ARGV`` in the background, in a process group of its own (a signal sent
+    with os.killpg(process.pid, ...) reaches its children too); ``finish`` collects it."""
+    return subprocess.Popen(_python(command, argv), cwd=cwd, env=env or cli_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def finish(process, timeout=300):
+    """Wait for a started command; its CompletedProcess.  Past ``timeout`` it is killed, and the
+    TimeoutExpired raised."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_commands(*commands, cwd=REPO, env=None):
+    """Run several command lines, each ``(command, *argv)``, at once (interpreter start-up dominates
+    short ones); their CompletedProcesses in order."""
+    return [finish(process) for process in [start_command(*command, cwd=cwd, env=env) for command in commands]]
+
+
+def one_error_line(result, code=None, notices=False):
+    """The one line a failed command printed on stderr (with ``notices``: besides its "warning:" and
+    "note:" lines); asserts the exit status (``code``, else any but 0) and no traceback."""
+    if code is None:
+        assert result.returncode != 0, f"exit 0:\n{result.stdout}\n{result.stderr}"
+    else:
+        assert result.returncode == code, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()
+             and not (notices and line.startswith(("warning:", "note:")))]
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{result.stderr}"
     return lines[0]
 

@@ -17,16 +17,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from tests import _data_formats as formats
-from tests.conftest import cli_env, file_digests, one_error_line, run_command
+from tests._eval_helpers import save_own
+from tests.conftest import TINY_TRAIN, cli_env, file_digests, one_error_line, run_command, tiny_config
 
-TINY_TRAIN = ["--dataset", "stacked_digits", "--stacked_digits_length", "64", "--image_size", "16",
-              "--num_channels_dae", "8", "--ch_mult", "1", "2", "--num_res_blocks", "1", "--n_mlp", "1",
-              "--ngf", "4", "--nz", "8", "--z_emb_dim", "16", "--t_emb_dim", "16", "--batch_size", "4",
-              "--num_workers", "0", "--no-tensorboard", "--device", "cpu", "--num_epoch", "1",
-              "--max_iters_per_epoch", "1"]
+ONE_STEP = [*TINY_TRAIN, "--num_epoch", "1", "--max_iters_per_epoch", "1"]  # the tiny run, one iteration
 
 
 @dataclass
@@ -39,12 +35,9 @@ class Case:
     writes: bool = False  # the command may create new files (it must still change none)
 
 
-def write_pngs(folder, count=4, size=16, seed=0):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for index in range(count):
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{index}.png")
-    return folder
+def noise_pngs(folder, count=4):
+    """``count`` 16 px noise images as 0.png, 1.png, ... in ``folder``; returns it."""
+    return formats.write_pngs(folder, formats.random_images(count, 16))
 
 
 def train(*extra, setup=None):
@@ -53,7 +46,7 @@ def train(*extra, setup=None):
 
     def arguments(scratch):
         more = setup(scratch) if setup is not None else None
-        return [*TINY_TRAIN, "--save_dir", scratch / "runs", *map(str, extra), *map(str, more or [])]
+        return [*ONE_STEP, "--save_dir", scratch / "runs", *map(str, extra), *map(str, more or [])]
 
     return arguments
 
@@ -67,9 +60,9 @@ def templates(tmp_path_factory):
     import train_ddgan
 
     root = tmp_path_factory.mktemp("templates")
-    train_ddgan.main([*TINY_TRAIN, "--save_dir", str(root / "runs"), "--use_ema", "--ema_decay", "0.9",
+    train_ddgan.main([*ONE_STEP, "--save_dir", str(root / "runs"), "--use_ema", "--ema_decay", "0.9",
                       "--save_content", "--max_iters_per_epoch", "0"])
-    train_ddgan.main([*TINY_TRAIN, "--save_dir", str(root / "plain"), "--save_content", "--max_iters_per_epoch", "0"])
+    train_ddgan.main([*ONE_STEP, "--save_dir", str(root / "plain"), "--save_content", "--max_iters_per_epoch", "0"])
     TEMPLATES.update(run=root / "runs", plain=root / "plain")
     return TEMPLATES
 
@@ -90,7 +83,7 @@ def write_file(name, data=b""):
 def images(name="images", count=8):
     """A folder of PNGs in the scratch folder, as --dataset folder --datadir."""
     def setup(scratch):
-        write_pngs(scratch / name, count)
+        noise_pngs(scratch / name, count)
         return ["--dataset", "folder", "--datadir", scratch / name]
     return setup
 
@@ -187,7 +180,7 @@ def on(*setups):
 
 
 def pngs(name, count=4):
-    return lambda s: write_pngs(s / name, count)
+    return lambda s: noise_pngs(s / name, count)
 
 
 def arrays(name, array=None, **named):
@@ -204,7 +197,7 @@ def sample_run(name, count=4, complete=True):
     def setup(scratch):
         from utils import outputs
 
-        write_pngs(scratch / name, count)
+        noise_pngs(scratch / name, count)
         np.savez(scratch / name / "samples.npz", samples=np.zeros((count, 16, 16, 3), np.uint8))
         outputs.write_manifest(scratch / name, complete=complete, count=count)
     return setup
@@ -222,8 +215,6 @@ def in_scratch(*arguments, setup=None):
 def sample(*arguments, setup=None):
     """test_ddgan.py on a tiny checkpoint (netG_7.pth in the scratch folder), CPU, plus ``arguments``."""
     def make(scratch):
-        from tests._eval_helpers import save_own, tiny_config
-
         save_own(scratch / "netG_7.pth", tiny_config())
         return ["--checkpoint", "netG_7.pth", "--device", "cpu", "--num_workers", "0",
                 *in_scratch(*arguments, setup=setup)(scratch)]
@@ -416,17 +407,17 @@ PREPARE = "-m datasets_prep.prepare_lmdb"
 DATA_CASES = [
     # prepare_lmdb --input: where the LMDB may go, what the input may hold, flags
     Case("prepare-output-inside-input", PREPARE,
-         lambda s: ["--input", write_pngs(s / "images"), "--output", s / "images" / "db"], "is inside --input", 1),
+         lambda s: ["--input", noise_pngs(s / "images"), "--output", s / "images" / "db"], "is inside --input", 1),
     Case("prepare-output-is-input", PREPARE,
-         lambda s: ["--input", write_pngs(s / "images"), "--output", s / "images"], "is inside --input", 1),
+         lambda s: ["--input", noise_pngs(s / "images"), "--output", s / "images"], "is inside --input", 1),
     Case("prepare-output-is-file", PREPARE,
-         lambda s: write_file("notes")(s) or ["--input", write_pngs(s / "images"), "--output", s / "notes"],
+         lambda s: write_file("notes")(s) or ["--input", noise_pngs(s / "images"), "--output", s / "notes"],
          "notes already exists: delete it or choose another --output", 1),
     Case("prepare-output-under-file", PREPARE,
-         lambda s: write_file("notes")(s) or ["--input", write_pngs(s / "images"), "--output", s / "notes" / "db"],
+         lambda s: write_file("notes")(s) or ["--input", noise_pngs(s / "images"), "--output", s / "notes" / "db"],
          "notes is a file, not a folder; choose another --output", 1),
     Case("prepare-output-unwritable", PREPARE,
-         lambda s: ["--input", write_pngs(s / "images"), "--output", f"{formats.unwritable_folder(s)}/db"],
+         lambda s: ["--input", noise_pngs(s / "images"), "--output", f"{formats.unwritable_folder(s)}/db"],
          "choose another --output", 1),
     Case("prepare-fifo-in-input", PREPARE,
          lambda s: ["--input", formats.images_with(s / "images", "fifo"), "--output", s / "db"],
@@ -446,7 +437,7 @@ DATA_CASES = [
     Case("prepare-zero-workers", PREPARE, lambda s: ["--input", s, "--output", s / "db", "--workers", "0"],
          "--workers: 0 is out of range", 2),
     Case("prepare-no-mode", PREPARE, lambda s: ["--output", s / "db"], "pass one of --input DIR", 2),
-    Case("prepare-no-output", PREPARE, lambda s: ["--input", write_pngs(s / "images")], "--output is required", 2),
+    Case("prepare-no-output", PREPARE, lambda s: ["--input", noise_pngs(s / "images")], "--output is required", 2),
     # prepare_lmdb --lsun_export and --check
     Case("export-into-file", PREPARE, lambda s: write_file("notes")(s) or [
         "--lsun_export", formats.tiny_lsun_lmdb(s / "lsun"), "--output", s / "notes"], "is a file: give a folder", 1),
@@ -459,7 +450,7 @@ DATA_CASES = [
     Case("export-unwritable", PREPARE, lambda s: [
         "--lsun_export", formats.tiny_lsun_lmdb(s / "lsun"), "--output", f"{formats.unwritable_folder(s)}/out"],
          "choose another --output", 1),
-    Case("export-not-an-lmdb", PREPARE, lambda s: ["--lsun_export", write_pngs(s / "images"), "--output", s / "out"],
+    Case("export-not-an-lmdb", PREPARE, lambda s: ["--lsun_export", noise_pngs(s / "images"), "--output", s / "out"],
          "no LSUN LMDB in", 1),
     Case("export-truncated-lmdb", PREPARE,
          lambda s: ["--lsun_export", formats.write_truncated_lmdb(s / "lsun"), "--output", s / "out"],

@@ -4,7 +4,6 @@ errors: check_data's up front, and a bad file met mid-epoch (also through a Data
 import argparse
 import os
 import pickle
-import subprocess
 import sys
 
 import lmdb
@@ -32,14 +31,12 @@ from tests._data_formats import (
     write_mnist,
     write_nvae_lmdb,
 )
-from tests._train_helpers import REPO, TINY
-from utils.flags import CH_MULT_BY_DATASET, DATASETS, add_common_flags, add_model_flags, resolve_ch_mult
+from tests.conftest import model_parser, run_command
+from utils.flags import CH_MULT_BY_DATASET, DATASETS, resolve_ch_mult
 
 
 def make_args(*argv):
-    parser = argparse.ArgumentParser()
-    add_common_flags(parser)
-    add_model_flags(parser)
+    parser = model_parser()
     datasets_prep.add_data_flags(parser)
     return parser.parse_args([str(a) for a in argv])
 
@@ -162,8 +159,7 @@ def test_importing_the_table_is_light():
     code = ("import sys; import datasets_prep.registry; heavy = ('torch', 'torchvision', 'PIL', 'lmdb'); "
             "print(sorted(m for m in heavy if m in sys.modules)); import datasets_prep, utils.flags; "
             "print(sorted(m for m in heavy if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = run_command("-c", code)
     assert result.stdout.split("\n")[:2] == ["[]", "['torch']"], result.stderr  # torch: utils.argtypes
 
 
@@ -402,19 +398,18 @@ def test_lmdb_errors(tmp_path):
         check_data(make_args("--dataset", "celeba_256", "--datadir", tmp_path / "lsun"))
 
 
-def test_lmdb_package_is_needed_only_for_lmdb_data(tmp_path, monkeypatch):
+def test_lmdb_package_is_needed_only_for_lmdb_data(tmp_path, monkeypatch, tiny_train):
     """Without the lmdb package the rest loads (bench.py on a GPU image that lacks it); an LMDB says why."""
     write_nvae_lmdb(str(tmp_path / "train.lmdb"), random_images(1, 8, 8))
     monkeypatch.setitem(sys.modules, "lmdb", None)
     with pytest.raises(DataError, match="needs the lmdb package: pip install lmdb"):
         check_data(make_args("--dataset", "celeba_256", "--datadir", tmp_path / "train.lmdb"))
     # Through the CLI, in a fresh interpreter where lmdb cannot be imported at all.
-    argv = [*TINY, "--dataset", "celeba_256", "--datadir", str(tmp_path / "train.lmdb"),
+    argv = [*tiny_train, "--dataset", "celeba_256", "--datadir", str(tmp_path / "train.lmdb"),
             "--save_dir", str(tmp_path / "runs")]
     script = ("import runpy, sys; sys.modules['lmdb'] = None; "
               f"sys.argv = ['train_ddgan.py', *{argv!r}]; runpy.run_path('train_ddgan.py', run_name='__main__')")
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=180)
+    result = run_command("-c", script)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: reading the LMDB"), result.stderr
     assert "needs the lmdb package: pip install lmdb" in result.stderr

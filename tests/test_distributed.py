@@ -7,15 +7,12 @@ tests/_train_ddp_worker.py).
 """
 
 import argparse
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from tests import _train_ddp_worker as worker
-from tests._train_helpers import REPO, TINY, tiny_args
+from tests.conftest import REPO, make_trainer, run_command, tiny_args
 from utils import checkpoint, distributed
 from utils.distributed import Context
 
@@ -44,14 +41,12 @@ def test_missing_gpus_are_refused():
         distributed.check_devices(args)
 
 
-def test_torchrun_launch_trains_with_two_processes(tmp_path):
+def test_torchrun_launch_trains_with_two_processes(tmp_path, tiny_train):
     """torchrun's variables drive the same path; content.pth holds both ranks' RNG states."""
     port = distributed.free_port("127.0.0.1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", str(port), str(REPO / "train_ddgan.py"), *TINY, "--num_epoch", "1",
-               "--max_iters_per_epoch", "2", "--save_content", "--save_content_every", "1"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    result = run_command("-m torch.distributed.run", "--nproc_per_node", 2, "--master_port", port,
+                         REPO / "train_ddgan.py", *tiny_train, "--num_epoch", 1, "--max_iters_per_epoch", 2,
+                         "--save_content", "--save_content_every", 1, cwd=tmp_path, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = checkpoint.load_content(tmp_path / "saved_info" / "dd_gan" / "stacked_digits" /
                                     "experiment_cifar_default" / "content.pth")
@@ -88,8 +83,8 @@ def test_ddp_replicas_agree_and_average_gradients(tmp_path):
     weight = "end_linear.weight"
     assert not torch.equal(rank0["after"][0]["D"][weight], rank0["init"]["D"][weight])
 
-    single = worker.make_trainer(Context(), tiny_args("--use_ema", "--ema_decay", "0.9", "--lazy_reg", "2",
-                                                      "--r1_gamma", "1.0", "--batch_size", "8"))
+    single = make_trainer(Context(), tiny_args("--use_ema", "--ema_decay", "0.9", "--lazy_reg", "2",
+                                               "--r1_gamma", "1.0", "--batch_size", "8"))
     single.generator.load_state_dict(rank0["init"]["G"])
     single.netD.load_state_dict(rank0["init"]["D"])
     for step in range(STEPS):

@@ -36,10 +36,11 @@ from pytorch_fid.inception import (
     max_pool_same,
     random_init,
 )
-from tests._fid_helpers import error_line, finish, offline_env, random_images, run_cli, start_cli, write_images
+from tests._data_formats import random_images, write_pngs
+from tests.conftest import cli_env, finish, one_error_line, run_command, start_command
 from utils import outputs
 
-FID = ["-m", "pytorch_fid.fid_score"]
+FID = "-m pytorch_fid.fid_score"
 FAST = ["--random-weights", "--num-workers", "0", "--device", "cpu", "--batch-size", "3"]
 
 
@@ -55,7 +56,7 @@ def folders(tmp_path_factory):
     images_a, images_b = random_images(4, seed=1), random_images(4, seed=2)
     np.save(root / "a.npy", images_a)
     np.savez(root / "a.npz", samples=images_a)
-    return write_images(root / "a", images_a), write_images(root / "b", images_b)
+    return write_pngs(root / "a", images_a), write_pngs(root / "b", images_b)
 
 
 # The Fréchet distance.
@@ -273,14 +274,14 @@ def test_cli_without_weights(folders, tmp_path):
     (tmp_path / "w.pth").write_bytes(b"\0" * 10)
     no_weights = [FID_WEIGHTS_NAME, "DDGAN_INCEPTION_WEIGHTS", "--weights", "empty_torch_home"]
     runs = [
-        (offline_env(tmp_path), [], no_weights),
-        (offline_env(tmp_path, FID_WEIGHTS_PATH="/no/w.pth"), [], ["$FID_WEIGHTS_PATH /no/w.pth"]),
-        (offline_env(tmp_path), ["--weights", tmp_path / "w.pth"], ["cannot read Inception", "w.pth"]),
+        (cli_env(tmp_path), [], no_weights),
+        (cli_env(tmp_path, FID_WEIGHTS_PATH="/no/w.pth"), [], ["$FID_WEIGHTS_PATH /no/w.pth"]),
+        (cli_env(tmp_path), ["--weights", tmp_path / "w.pth"], ["cannot read Inception", "w.pth"]),
     ]
-    processes = [start_cli([*FID, *folders, "--device", "cpu", *flags], env) for env, flags, _ in runs]
+    processes = [start_command(FID, *folders, "--device", "cpu", *flags, env=env) for env, flags, _ in runs]
     for process, (_, _, expected) in zip(processes, runs, strict=True):
-        line = error_line(finish(process))
-        assert all(text in line for text in expected), line
+        line = one_error_line(finish(process), 1, notices=True)
+        assert ": error: " in line and all(text in line for text in expected), line
 
 
 # Image sources.
@@ -376,9 +377,7 @@ def test_npz_keys_that_fit_neither_use(tmp_path, arrays, message):
 def test_sample_folders_must_be_whole(tmp_path):
     """A folder written by test_ddgan.py is scored only when its manifest says complete and nothing
     else is mixed in; samples.npz of such a folder is checked the same way."""
-    folder = write_images(tmp_path / "run", random_images(3))
-    for index in range(3):
-        (folder / f"{index:03d}.png").rename(folder / f"{index}.png")
+    folder = write_pngs(tmp_path / "run", random_images(3))
     np.savez(folder / "samples.npz", samples=random_images(3))
     outputs.write_manifest(folder, complete=True, count=3)
     assert len(open_images(folder)) == len(open_images(folder / "samples.npz")) == 3
@@ -402,9 +401,9 @@ def test_activations_from_paths_or_dataset(folders, network):
 
 
 def test_images_of_different_sizes(tmp_path, network):
-    write_images(tmp_path / "mixed", random_images(1, size=32))
-    write_images(tmp_path / "other", random_images(1, size=16))
-    (tmp_path / "other" / "000.png").rename(tmp_path / "mixed" / "001.png")
+    write_pngs(tmp_path / "mixed", random_images(1, 32))
+    write_pngs(tmp_path / "other", random_images(1, 16))
+    (tmp_path / "other" / "0.png").rename(tmp_path / "mixed" / "1.png")
     with pytest.raises(ValueError, match="32x32 vs 16x16|16x16 vs 32x32"):
         get_activations(open_images(tmp_path / "mixed"), network, dims=64, num_workers=0)
 
@@ -427,24 +426,20 @@ def test_sample_arrays_give_the_folder_statistics(folders, network):
 
 def test_saved_statistics_round_trip(folders, tmp_path):
     stats = tmp_path / "a_stats.npz"
-    saved = run_cli([*FID, "--save-stats", folders[0], stats, "--dims", "64", *FAST], offline_env(tmp_path))
+    saved = run_command(FID, "--save-stats", folders[0], stats, "--dims", "64", *FAST, env=cli_env(tmp_path))
     assert saved.returncode == 0, saved.stderr
     with np.load(stats) as data:
         assert data["mu"].shape == (64,) and data["sigma"].shape == (64, 64)
-    from_stats = run_cli([*FID, stats, folders[1], "--dims", "64", *FAST], offline_env(tmp_path))
+    from_stats = run_command(FID, stats, folders[1], "--dims", "64", *FAST, env=cli_env(tmp_path))
     assert from_stats.returncode == 0, from_stats.stderr
     printed = float(from_stats.stdout.split("FID:")[1])
     from_folder = calculate_fid_given_paths(folders, 4, "cpu", 64, num_workers=0, random_weights=True)
     assert printed == pytest.approx(from_folder, rel=1e-4)
 
 
-def test_two_statistics_files_need_no_network(tmp_path, monkeypatch):
+def test_two_statistics_files_need_no_network(tmp_path, offline):
     for name, shift in (("s1.npz", 0.0), ("s2.npz", 2.0)):
         np.savez(tmp_path / name, mu=np.full(3, shift), sigma=np.eye(3))
-    for var in ("DDGAN_INCEPTION_WEIGHTS", "FID_WEIGHTS_PATH"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setenv("DDGAN_NO_DOWNLOAD", "1")
     fid = calculate_fid_given_paths([tmp_path / "s1.npz", tmp_path / "s2.npz"], 50, "cpu", 2048)
     assert fid == pytest.approx(12.0)
 
@@ -487,11 +482,12 @@ def test_non_finite_statistics_are_refused(tmp_path):
 # that needs the network to run (the image is read by a loader worker).
 
 def test_cli_unreadable_image_in_a_worker(folders, tmp_path):
-    broken = write_images(tmp_path / "broken", random_images(2))
-    (broken / "001.png").write_bytes(b"not a png")
-    args = [*FID, broken, folders[1], "--dims", "64", "--random-weights", "--num-workers", "1"]
-    line = error_line(run_cli(args, offline_env(tmp_path)))
-    assert "cannot read image" in line and "001.png" in line
+    broken = write_pngs(tmp_path / "broken", random_images(2))
+    (broken / "1.png").write_bytes(b"not a png")
+    result = run_command(FID, broken, folders[1], "--dims", "64", "--random-weights", "--num-workers", "1",
+                         env=cli_env(tmp_path))
+    line = one_error_line(result, 1, notices=True)
+    assert ": error: " in line and "cannot read image" in line and "1.png" in line
 
 
 def test_help_documents_the_testing_aid():

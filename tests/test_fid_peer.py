@@ -19,7 +19,8 @@ from PIL import Image
 
 from pytorch_fid import fid_score
 from pytorch_fid.inception import InceptionV3, fid_inception_v3
-from tests._fid_helpers import offline_env, random_images, run_cli, write_images
+from tests._data_formats import random_images, write_pngs
+from tests.conftest import cli_env, run_command
 
 UPSTREAM = "pytorch-fid==0.3.0"
 pytestmark = pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")  # theirs
@@ -76,8 +77,8 @@ def upstream(tmp_path_factory):
 def images(tmp_path_factory):
     """Two folders of small PNGs (one of them grey) and their paths as strings (as upstream wants)."""
     root = tmp_path_factory.mktemp("peer")
-    a = write_images(root / "a", random_images(4, seed=11))
-    b = write_images(root / "b", random_images(3, seed=12))
+    a = write_pngs(root / "a", random_images(4, seed=11))
+    b = write_pngs(root / "b", random_images(3, seed=12))
     grey = random_images(1, seed=13)[0, ..., 0]
     Image.fromarray(grey).save(a / "100_grey.png")
     return str(a), str(b)
@@ -110,8 +111,8 @@ def test_same_statistics_file(upstream, images, tmp_path):
     """Ours from the command line (--save-stats without the suffix), theirs from save_fid_stats; each
     package reads the other's file."""
     upstream.fid_score.save_fid_stats([images[0], str(tmp_path / "theirs.npz")], 4, "cpu", 64, num_workers=0)
-    saved = run_cli(["-m", "pytorch_fid.fid_score", "--save-stats", images[0], tmp_path / "ours", "--dims", "64",
-                     "--random-weights", "--num-workers", "0", "--device", "cpu"], offline_env(tmp_path))
+    saved = run_command("-m pytorch_fid.fid_score", "--save-stats", images[0], tmp_path / "ours", "--dims", "64",
+                        "--random-weights", "--num-workers", "0", "--device", "cpu", env=cli_env(tmp_path))
     assert saved.returncode == 0, saved.stderr
     with np.load(tmp_path / "ours.npz") as ours, np.load(tmp_path / "theirs.npz") as theirs:
         assert sorted(ours.files) == sorted(theirs.files) == ["mu", "sigma"]

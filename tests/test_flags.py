@@ -1,17 +1,13 @@
 """The shared model/diffusion flags: the reference's names and defaults, typed and ranged."""
 
-import argparse
-
 import pytest
 
+from tests.conftest import model_parser
 from utils import flags
 
 
 def parse(*argv):
-    parser = argparse.ArgumentParser()
-    flags.add_common_flags(parser)
-    flags.add_model_flags(parser)
-    return parser.parse_args(list(argv))
+    return model_parser().parse_args(list(argv))
 
 
 def test_reference_defaults():

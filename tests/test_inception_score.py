@@ -12,7 +12,8 @@ from metrics.inception_score import inception_score_from_logits, split_bounds
 from metrics.registry import Options
 from pytorch_fid.data import open_images, sample_source
 from pytorch_fid.inception import InceptionV3
-from tests._fid_helpers import error_line, offline_env, random_images, run_cli, run_clis, write_images
+from tests._data_formats import random_images, write_pngs
+from tests.conftest import cli_env, one_error_line, run_command, run_commands
 
 CONFIDENT = 1e4  # a logit margin that makes the softmax one-hot in float64
 
@@ -84,9 +85,8 @@ def test_samples_npz_is_preferred(tmp_path):
 
 def test_script_prints_the_score_of_samples_npz(tmp_path):
     np.savez(tmp_path / "samples.npz", samples=random_images(4, seed=3))
-    flags = ["--splits", "2", "--random-weights", "--num_workers", "0", "--device", "cpu"]
-    script = ["./pytorch_fid/inception_score.py", "--sample_dir", tmp_path]
-    result = run_cli([*script, *flags], offline_env(tmp_path))
+    result = run_command("pytorch_fid/inception_score.py", "--sample_dir", tmp_path, "--splits", "2",
+                         "--random-weights", "--num_workers", "0", "--device", "cpu", env=cli_env(tmp_path))
     assert result.returncode == 0, result.stderr
     match = re.fullmatch(r"Inception Score = (\S+) ± (\S+)\n", result.stdout)
     assert match, result.stdout
@@ -110,16 +110,16 @@ def test_logits_come_from_the_fid_network():
 
 def test_script_bad_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
-    write_images(tmp_path / "three", random_images(3))
-    script = "./pytorch_fid/inception_score.py"
+    write_pngs(tmp_path / "three", random_images(3))
+    script = "pytorch_fid/inception_score.py"
     three = [script, "--sample_dir", tmp_path / "three"]
     cases = [
-        (["-m", "pytorch_fid.inception_score", "--sample_dir", tmp_path / "gone"], 1, "gone does not exist"),
+        (["-m pytorch_fid.inception_score", "--sample_dir", tmp_path / "gone"], 1, "gone does not exist"),
         ([script, "--sample_dir", tmp_path / "empty"], 1, "no image files"),
         (three, 1, "is needs at least 10 samples (one per split), got 3"),
         ([*three, "--splits", "3", "--device", "cpu"], 1, "DDGAN_INCEPTION_WEIGHTS"),
     ]
-    results = run_clis([args for args, _, _ in cases], offline_env(tmp_path))
+    results = run_commands(*[command for command, _, _ in cases], env=cli_env(tmp_path))
     for result, (_, exit_code, message) in zip(results, cases, strict=True):
-        line = error_line(result, exit_code)
+        line = one_error_line(result, exit_code, notices=True)
         assert line.startswith("inception_score: error:") and message in line, line

@@ -13,7 +13,7 @@ import torch.nn as nn
 from score_sde import legacy
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from tests.conftest import SHARED
+from tests.conftest import SHARED, tiny_args
 from utils import training
 from utils.distributed import Context
 from utils.rng import seed_everything
@@ -59,8 +59,6 @@ def training_flags(case):
 def test_train_ddgan_builds_the_reference_initialisation():
     """The training script's own path (seed + rank, data set, then G and D), for the cases whose
     discriminator is the one the script picks for their image size."""
-    from tests._train_helpers import tiny_args
-
     usable = [case for case in cases() if case["d_kind"] == "small"
               and case["config"]["image_size"] <= training.SMALL_D_MAX_SIZE]
     assert usable

@@ -17,8 +17,8 @@ from metrics.inception_score import inception_score_from_logits
 from metrics.precision_recall import compute_precision_recall
 from pytorch_fid.fid_score import activation_statistics, calculate_frechet_distance
 from pytorch_fid.inception import InceptionV3
-from tests._eval_helpers import FakeInception, constant_digit_classifier, write_images
-from tests._fid_helpers import random_images
+from tests._data_formats import random_images, write_pngs
+from tests._eval_helpers import FakeInception, constant_digit_classifier
 from utils import outputs
 
 SIZE = 8
@@ -30,15 +30,6 @@ def fake_network(monkeypatch):
     monkeypatch.setattr(evaluator_module, "InceptionV3", lambda **kwargs: FakeInception(SIZE, dims=16))
     monkeypatch.setattr(evaluator_module, "_NETWORKS", {})
     return FakeInception(SIZE, dims=16)
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No Inception weights anywhere, downloads off."""
-    for var in ("DDGAN_INCEPTION_WEIGHTS", "FID_WEIGHTS_PATH"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
-    monkeypatch.setenv("DDGAN_NO_DOWNLOAD", "1")
 
 
 def outputs_of(network, images):
@@ -93,13 +84,13 @@ def test_fid_is_pr_of_samples(fake_network):
 def test_real_side_from_a_folder_a_file_or_statistics(fake_network, tmp_path):
     real = random_images(6, SIZE, seed=3)
     np.save(tmp_path / "real.npy", real)
-    write_images(tmp_path / "real", 6, size=SIZE, seed=3)
+    write_pngs(tmp_path / "real", real)
     mu, sigma = activation_statistics(outputs_of(fake_network, real)[0])
     np.savez(tmp_path / "stats.npz", mu=mu, sigma=sigma)
     samples = random_images(5, SIZE, seed=4)
     scores = [Evaluator(["fid"], device="cpu", real=source)(samples)["fid"]
-              for source in (real, tmp_path / "real.npy", str(tmp_path / "stats.npz"))]
-    assert scores == pytest.approx([scores[0]] * 3, rel=1e-5)
+              for source in (real, tmp_path / "real", tmp_path / "real.npy", str(tmp_path / "stats.npz"))]
+    assert scores == pytest.approx([scores[0]] * 4, rel=1e-5)
 
 
 def test_the_network_is_built_once(monkeypatch):

@@ -2,9 +2,6 @@
 plumbing, CLI errors."""
 
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,8 +12,8 @@ from datasets_prep.stackmnist import StackedMNIST
 from metrics import MetricError
 from metrics import mode_coverage as mc
 from tests._data_formats import mnist_like_digits, write_mnist
+from tests.conftest import run_command
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIN_DIGIT_ACCURACY = 0.95  # measured: 0.981 on the generator half
 MIN_STACK_ACCURACY = 0.85  # three digits right at once (measured: 0.92)
 
@@ -159,22 +156,18 @@ def test_classifier_cache_that_cannot_be_written(tmp_path, monkeypatch):
         mc.load_classifier(str(tmp_path / "folder.pt"), 28)
 
 
-def run_cli(*argv, env=None):
-    return subprocess.run([sys.executable, "-m", "metrics.mode_coverage", *map(str, argv)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
-
-
 def test_cli_reports_coverage_of_saved_samples(tmp_path, classifier_path):
     images, _ = stacked_batch(300)
     np.save(tmp_path / "samples.npy", ((images + 1) * 127.5).round().to(torch.uint8).numpy())
-    result = run_cli("--samples", tmp_path / "samples.npy", "--mode_classifier", classifier_path)
+    result = run_command("-m metrics.mode_coverage", "--samples", tmp_path / "samples.npy",
+                         "--mode_classifier", classifier_path)
     assert result.returncode == 0, result.stderr
     assert "300 samples" in result.stdout and "modes " in result.stdout
 
 
 def test_cli_errors(tmp_path, capsys):
     np.save(tmp_path / "samples.npy", np.zeros((2, 3, 32, 32), np.uint8))
-    result = run_cli("--dataset", "stackmnist", "--samples", tmp_path / "samples.npy")
+    result = run_command("-m metrics.mode_coverage", "--dataset", "stackmnist", "--samples", tmp_path / "samples.npy")
     assert result.returncode == 1
     assert result.stderr.startswith("python -m metrics.mode_coverage: error: stackmnist mode coverage needs an "
                                     "MNIST classifier")

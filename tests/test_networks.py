@@ -1,9 +1,5 @@
 """Every generator option builds, runs and trains; FIR resampling equals a direct upfirdn2d."""
 
-import argparse
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -11,18 +7,7 @@ import torch
 from score_sde import legacy
 from score_sde.models import up_or_down_sampling as updown
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
-from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from tests.conftest import REPO
-
-TINY = {
-    "image_size": 16, "num_channels": 3, "centered": True, "num_channels_dae": 16, "n_mlp": 1,
-    "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [8], "dropout": 0.0,
-    "resamp_with_conv": True, "conditional": True, "fir": True, "fir_kernel": [1, 3, 3, 1],
-    "skip_rescale": True, "resblock_type": "biggan", "progressive": "none",
-    "progressive_input": "residual", "progressive_combine": "sum", "embedding_type": "positional",
-    "fourier_scale": 16.0, "not_use_tanh": False, "nz": 8, "z_emb_dim": 16, "t_emb_dim": 16,
-    "ngf": 8, "num_timesteps": 4, "beta_min": 0.1, "beta_max": 20.0, "use_geometric": False,
-}
+from tests.conftest import randomize, run_command, tiny_config, tiny_generator
 
 OPTIONS = [
     {},
@@ -51,15 +36,8 @@ OPTIONS = [
 
 
 def make_generator(**overrides):
-    torch.manual_seed(0)
-    return NCSNpp(argparse.Namespace(**{**TINY, **overrides}))
-
-
-def randomize(module):
-    """Draw every parameter at random so that no layer is (nearly) zero."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn_like(p) * 0.1)
+    """The tiny generator with ``overrides`` of its configuration."""
+    return tiny_generator(tiny_config(**overrides))
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "default")
@@ -204,5 +182,6 @@ def test_naive_resampling():
 def test_no_compiled_extensions_imported():
     code = ("import sys, score_sde.models.ncsnpp_generator_adagn, score_sde.models.discriminator;"
             "print(any(name.startswith('torch.utils.cpp_ext') for name in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    result = run_command("-c", code)
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

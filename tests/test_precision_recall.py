@@ -9,9 +9,10 @@ from metrics.precision_recall import compute_precision_recall, knn_radii
 from pytorch_fid.data import open_images
 from pytorch_fid.fid_score import get_activations
 from pytorch_fid.inception import InceptionV3
-from tests._fid_helpers import error_line, offline_env, random_images, run_clis, write_images
+from tests._data_formats import random_images, write_pngs
+from tests.conftest import cli_env, one_error_line, run_commands
 
-PR = ["-m", "pytorch_fid.precision_recall"]
+PR = "-m pytorch_fid.precision_recall"
 
 
 def line_points(*coordinates):
@@ -75,15 +76,16 @@ def test_bad_features():
 
 
 def test_command_line(tmp_path):
-    real = write_images(tmp_path / "real", random_images(2, seed=4))
+    real = write_pngs(tmp_path / "real", random_images(2, seed=4))
     np.save(tmp_path / "fake.npy", random_images(2, seed=5))
     flags = ["--k", "1", "--random-weights", "--num-workers", "0", "--device", "cpu"]
-    both = [*PR, real, tmp_path / "fake.npy"]
-    ok, too_few = run_clis([[*both, *flags], [*both, "--k", "2"]], offline_env(tmp_path))
+    both = [PR, real, tmp_path / "fake.npy"]
+    ok, too_few = run_commands([*both, *flags], [*both, "--k", "2"], env=cli_env(tmp_path))
     assert ok.returncode == 0, ok.stderr
     printed = dict(line.split(": ") for line in ok.stdout.splitlines())
     model = InceptionV3(random_weights=True)
     features = [get_activations(open_images(p), model, num_workers=0) for p in (real, tmp_path / "fake.npy")]
     precision, recall = compute_precision_recall(*features, k=1)
     assert printed == {"Precision": f"{precision:.4f}", "Recall": f"{recall:.4f}"}
-    assert "pr needs at least 3 FAKE images (k = 2), got 2: give more" in error_line(too_few)
+    line = one_error_line(too_few, 1, notices=True)
+    assert ": error: " in line and "pr needs at least 3 FAKE images (k = 2), got 2: give more" in line, line

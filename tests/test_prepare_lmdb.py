@@ -3,8 +3,6 @@ export, --check, and where output may go.  One-line CLI errors: tests/test_bad_i
 
 import errno
 import os
-import subprocess
-import sys
 
 import lmdb
 import numpy as np
@@ -16,8 +14,9 @@ from datasets_prep import prepare_lmdb as tool
 from datasets_prep.common import fit_square
 from datasets_prep.lmdb_io import ImageLmdb, find_image_lmdb, image_key
 from tests._data_formats import decode, random_images, write_image_folder, write_lsun_lmdb
+from tests.conftest import run_command
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PREPARE = "-m datasets_prep.prepare_lmdb"
 REAL_ENCODE = tool.encode_image_file
 
 
@@ -28,11 +27,6 @@ def read_all(path):
         items = {bytes(key): bytes(value) for key, value in txn.cursor()}
     env.close()
     return items
-
-
-def run_cli(*argv):
-    return subprocess.run([sys.executable, "-m", "datasets_prep.prepare_lmdb", *map(str, argv)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_round_trip_is_lossless(tmp_path):
@@ -156,7 +150,7 @@ def test_worker_pool_gives_the_same_database(tmp_path):
 def test_lsun_export_writes_the_original_bytes(tmp_path):
     images = random_images(3, 8, 8)
     keys = write_lsun_lmdb(str(tmp_path / "church_outdoor_train_lmdb"), images)
-    result = run_cli("--lsun_export", tmp_path, "--output", tmp_path / "out")
+    result = run_command(PREPARE, "--lsun_export", tmp_path, "--output", tmp_path / "out")
     assert result.returncode == 0 and "exported 3 images" in result.stdout
     values = read_all(tmp_path / "church_outdoor_train_lmdb")
     for key, image in zip(keys, images, strict=True):
@@ -169,7 +163,7 @@ def test_lsun_export_writes_the_original_bytes(tmp_path):
 
 
 def test_cli_missing_input(tmp_path):
-    result = run_cli("--input", tmp_path / "missing", "--output", tmp_path / "db")
+    result = run_command(PREPARE, "--input", tmp_path / "missing", "--output", tmp_path / "db")
     assert result.returncode == 1
     expected = f"error: --input {tmp_path}/missing is not a folder: pass a folder of images"
     assert result.stderr.strip() == expected
@@ -297,10 +291,10 @@ def test_check_lists_every_unreadable_image(tmp_path, workers):
 
 def test_check_command_line(tmp_path):
     write_image_folder(tmp_path / "in", random_images(3, 8, 8), nested=False)
-    result = run_cli("--check", tmp_path / "in", "--workers", 1)
+    result = run_command(PREPARE, "--check", tmp_path / "in", "--workers", 1)
     assert result.returncode == 0 and f"all 3 images of {tmp_path}/in decode" in result.stdout
     (tmp_path / "in" / "img002.png").write_bytes(b"nope")
-    result = run_cli("--check", tmp_path / "in", "--workers", 1)
+    result = run_command(PREPARE, "--check", tmp_path / "in", "--workers", 1)
     assert result.returncode == 1
     assert result.stdout.startswith(f"{tmp_path}/in/img002.png is not a readable image")
     assert result.stderr.splitlines()[-1] == (f"error: 1 of 3 images of {tmp_path}/in are unreadable (listed "

@@ -10,14 +10,15 @@ import torch
 import torchvision
 from PIL import Image
 
-from tests._eval_helpers import read_pngs, tiny_config, tiny_generator
-from tests.conftest import rel_error
+from tests._data_formats import read_pngs
+from tests.conftest import rel_error, tiny_config, tiny_generator
 from utils import sampling
 
 
 @pytest.fixture(scope="module")
 def sampler():
-    config = tiny_config()
+    """The tiny generator with T = 2: every sampling test runs the chain, two steps are enough."""
+    config = tiny_config(num_timesteps=2)
     return sampling.Sampler(tiny_generator(config), config, "cpu")
 
 

@@ -10,25 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
-from tests._eval_helpers import (
-    TINY_FLAGS,
-    FakeInception,
-    config_flags,
-    constant_digit_classifier,
-    read_pngs,
-    run_cli,
-    save_own,
-    save_plain,
-    tiny_config,
-    tiny_generator,
-    write_images,
-)
+from tests._data_formats import random_images, read_pngs, write_pngs
+from tests._eval_helpers import FakeInception, constant_digit_classifier, save_own, save_plain
+from tests.conftest import cli_env, config_flags, run_command, tiny_config, tiny_generator
 from utils import sampling
 
 
 @pytest.fixture(scope="module")
 def config():
-    return tiny_config()
+    """The tiny generator with T = 2: the commands sample, two steps are enough."""
+    return tiny_config(num_timesteps=2)
 
 
 @pytest.fixture
@@ -51,8 +42,8 @@ def test_reproduces_reference_sampling(tmp_path, reference):
     ckpt = tmp_path / "netG_1200.pth"
     torch.save({"module." + k: v for k, v in state.items()}, ckpt)
     out = tmp_path / "samples"
-    result = run_cli("--checkpoint", ckpt, "--seed", 42, "--batch_size", 4, "--num_samples", 4,
-                     "--sample_dir", out, "--device", "cpu", *config_flags(entry["config"]))
+    result = run_command("test_ddgan.py", "--checkpoint", ckpt, "--seed", 42, "--batch_size", 4, "--num_samples", 4,
+                         "--sample_dir", out, "--device", "cpu", *config_flags(entry["config"]))
     assert result.returncode == 0, result.stderr
     expected = sampling.to_uint8(entry["out"]).numpy()
     # Exact: the reference's values sit at least 2e-5 (in 1/255 units) from a rounding boundary,
@@ -64,8 +55,8 @@ def test_reproduces_reference_sampling(tmp_path, reference):
 def test_own_checkpoint_needs_no_model_flags(tmp_path, config, own_ckpt):
     """5 samples in batches of 2 (a partial last batch): files equal in-process sampling."""
     out = tmp_path / "out"
-    result = run_cli("--checkpoint", own_ckpt, "--num_samples", 5, "--batch_size", 2, "--sample_dir", out,
-                     "--seed", 3, "--device", "cpu")
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--num_samples", 5, "--batch_size", 2,
+                         "--sample_dir", out, "--seed", 3, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     samples = np.load(out / "samples.npz")["samples"]
     assert samples.shape == (5, 16, 16, 3) and samples.dtype == np.uint8
@@ -78,8 +69,8 @@ def test_own_checkpoint_needs_no_model_flags(tmp_path, config, own_ckpt):
 def test_plain_state_dict_with_model_flags(tmp_path, config):
     """A bare (non-DDP) reference-layout file plus the model flags: the same images as its weights give."""
     plain = save_plain(tmp_path / "plain.pth", config)
-    result = run_cli("--checkpoint", plain, "--num_samples", 2, "--batch_size", 2,
-                     "--sample_dir", tmp_path / "b", "--device", "cpu", *TINY_FLAGS)
+    result = run_command("test_ddgan.py", "--checkpoint", plain, "--num_samples", 2, "--batch_size", 2,
+                         "--sample_dir", tmp_path / "b", "--device", "cpu", *config_flags(config))
     assert result.returncode == 0, result.stderr
     sampler = sampling.Sampler(tiny_generator(config), config, "cpu")
     np.testing.assert_array_equal(read_pngs(tmp_path / "b", 2), sampling.sample_array(sampler, 2, 2, seed=42))
@@ -87,14 +78,15 @@ def test_plain_state_dict_with_model_flags(tmp_path, config):
 
 def test_flags_contradicting_plain_checkpoint_list_shapes(tmp_path, config):
     plain = save_plain(tmp_path / "netG_1200.pth", config, ddp=True)
-    flags = [f if f != "8" else "16" for f in TINY_FLAGS]  # wider network, same layout
-    result = run_cli("--checkpoint", plain, "--device", "cpu", *flags)
+    wider = config_flags({**config, "num_channels_dae": 16})  # a wider network, the same layout
+    result = run_command("test_ddgan.py", "--checkpoint", plain, "--device", "cpu", *wider)
     assert_fails(result, "does not fit the model flags", "checkpoint (")
     assert re.search(r"checkpoint \(\d+(, \d+)*\) vs model \(\d+", result.stderr)
 
 
-def test_flags_contradicting_own_checkpoint_config(tmp_path, own_ckpt):
-    result = run_cli("--checkpoint", own_ckpt, "--num_channels_dae", 16, "--nz", 4, "--device", "cpu")
+def test_flags_contradicting_own_checkpoint_config(tmp_path, config, own_ckpt):
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--num_channels_dae", 16, "--nz", config["nz"],
+                         "--device", "cpu")
     assert_fails(result, "--num_channels_dae: checkpoint has 8, command line says 16")
     assert "--nz" not in result.stderr
 
@@ -102,25 +94,26 @@ def test_flags_contradicting_own_checkpoint_config(tmp_path, own_ckpt):
 def test_plain_checkpoint_without_flags_lists_mismatch(tmp_path, config):
     """Defaults (the CIFAR-10 network) do not fit a tiny reference file: say so, do not crash."""
     plain = save_plain(tmp_path / "netG_5.pth", config, ddp=True)
-    result = run_cli("--checkpoint", plain, "--device", "cpu")
+    result = run_command("test_ddgan.py", "--checkpoint", plain, "--device", "cpu")
     assert_fails(result, "does not fit the model flags", "pass the flags the checkpoint was trained with")
 
 
 def test_missing_checkpoint_names_default_path(tmp_path):
-    result = run_cli("--save_dir", tmp_path / "runs", "--exp", "myrun", "--epoch_id", 5, "--device", "cpu")
+    result = run_command("test_ddgan.py", "--save_dir", tmp_path / "runs", "--exp", "myrun", "--epoch_id", 5,
+                         "--device", "cpu")
     assert_fails(result, "not found", "runs/dd_gan/cifar10/myrun/netG_5.pth")
 
 
 def test_corrupt_checkpoint(tmp_path):
     bad = tmp_path / "netG_1.pth"
     bad.write_bytes(b"not a checkpoint")
-    assert_fails(run_cli("--checkpoint", bad, "--device", "cpu"), "cannot read", str(bad))
+    assert_fails(run_command("test_ddgan.py", "--checkpoint", bad, "--device", "cpu"), "cannot read", str(bad))
 
 
 def test_grid_without_num_samples(tmp_path, own_ckpt):
     """Like the reference: one grid of --batch_size images (8 per row, 2 px padding)."""
-    result = run_cli("--checkpoint", own_ckpt, "--batch_size", 4, "--output_dir", tmp_path / "grid",
-                     "--dataset", "stacked_digits", "--device", "cpu")
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--batch_size", 4,
+                         "--output_dir", tmp_path / "grid", "--dataset", "stacked_digits", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     grid = Image.open(tmp_path / "grid" / "samples_stacked_digits.png")
     assert grid.size == (2 + 4 * 18, 2 + 18)
@@ -128,8 +121,8 @@ def test_grid_without_num_samples(tmp_path, own_ckpt):
 
 
 def test_measure_time_prints_seconds(own_ckpt):
-    result = run_cli("--checkpoint", own_ckpt, "--measure_time", "--time_repeats", 2, "--time_warmup", 1,
-                     "--batch_size", 2, "--device", "cpu")
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--measure_time", "--time_repeats", 2,
+                         "--time_warmup", 1, "--batch_size", 2, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     match = re.search(r"sampling time: ([0-9.]+) \+/- ([0-9.]+) s per batch of 2", result.stdout)
     assert match and float(match.group(1)) > 0
@@ -144,26 +137,27 @@ def test_measure_time_prints_seconds(own_ckpt):
     (["--batch_size", "0"], "0 is out of range"),
 ])
 def test_bad_flag_combinations(own_ckpt, flags, message):
-    assert_fails(run_cli("--checkpoint", own_ckpt, *flags), message, code=2)
+    assert_fails(run_command("test_ddgan.py", "--checkpoint", own_ckpt, *flags), message, code=2)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_device_without_cuda(own_ckpt):
-    assert_fails(run_cli("--checkpoint", own_ckpt, "--device", "cuda"), "CUDA is not available", code=2)
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--device", "cuda")
+    assert_fails(result, "CUDA is not available", code=2)
 
 
 def test_missing_default_fid_stats(tmp_path, own_ckpt):
     """Fails before sampling, saying how to make the statistics file."""
     out = tmp_path / "samples"
-    result = run_cli("--checkpoint", own_ckpt, "--compute_fid", "--dataset", "folder", "--sample_dir", out,
-                     "--device", "cpu")
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--compute_fid", "--dataset", "folder",
+                         "--sample_dir", out, "--device", "cpu")
     assert_fails(result, "folder_stats.npz", "python -m pytorch_fid.fid_score --save-stats")
     assert not out.exists()
 
 
 def test_missing_real_img_dir(tmp_path, own_ckpt):
-    result = run_cli("--checkpoint", own_ckpt, "--compute_fid", "--real_img_dir", tmp_path / "nowhere",
-                     "--device", "cpu")
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--compute_fid",
+                         "--real_img_dir", tmp_path / "nowhere", "--device", "cpu")
     assert_fails(result, "nowhere does not exist")
 
 
@@ -175,9 +169,10 @@ def test_missing_inception_weights(tmp_path, own_ckpt, via, message):
     env = {"DDGAN_INCEPTION_WEIGHTS": absent if via == "env" else "", "FID_WEIGHTS_PATH": "",
            "TORCH_HOME": str(tmp_path / "hub")}
     flags = ["--inception_weights", absent] if via == "flag" else []
-    real = write_images(tmp_path / "real", 4)
-    result = run_cli("--checkpoint", own_ckpt, "--compute_fid", "--real_img_dir", real, "--num_samples", 2,
-                     "--sample_dir", tmp_path / "samples", "--device", "cpu", *flags, env=env)
+    real = write_pngs(tmp_path / "real", random_images(4, 16))
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--compute_fid", "--real_img_dir", real,
+                         "--num_samples", 2, "--sample_dir", tmp_path / "samples", "--device", "cpu", *flags,
+                         env=cli_env(**env))
     assert_fails(result, message, "pt_inception-2015-12-05-6726825d.pth")
     assert not (tmp_path / "samples").exists()
 
@@ -205,7 +200,7 @@ def test_fid_is_and_precision_recall(tmp_path, own_ckpt, monkeypatch, capsys, fa
 
     seen = []
     monkeypatch.setattr(fid_score, "calculate_frechet_distance", lambda *stats: seen.append(stats) or 12.5)
-    real, out = write_images(tmp_path / "real", 6), tmp_path / "samples"
+    real, out = write_pngs(tmp_path / "real", random_images(6, 16)), tmp_path / "samples"
     test_ddgan.main(["--checkpoint", str(own_ckpt), "--compute_fid", "--compute_pr", "--metrics", "is",
                      "--real_img_dir", str(real), "--num_samples", "10", "--sample_dir", str(out),
                      "--device", "cpu", "--num_workers", "0"])
@@ -236,8 +231,8 @@ def test_samples_and_manifest(tmp_path, own_ckpt):
     """A second run into the same folder replaces the first one's files; the manifest names the run."""
     out = tmp_path / "out"
     for count in (4, 2):
-        result = run_cli("--checkpoint", own_ckpt, "--num_samples", count, "--batch_size", 2, "--sample_dir", out,
-                         "--seed", 9, "--device", "cpu")
+        result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--num_samples", count, "--batch_size", 2,
+                             "--sample_dir", out, "--seed", 9, "--device", "cpu")
         assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "manifest.json", "samples.npz"]
     manifest = json.loads((out / "manifest.json").read_text())
@@ -267,34 +262,33 @@ def test_disk_full_while_sampling(tmp_path, own_ckpt, monkeypatch, capsys):
 def test_precision_recall_refuses_statistics_file(tmp_path, own_ckpt):
     stats = tmp_path / "stats.npz"
     np.savez(stats, mu=np.zeros(2048), sigma=np.eye(2048))
-    result = run_cli("--checkpoint", own_ckpt, "--compute_pr", "--real_img_dir", stats, "--num_samples", 4,
-                     "--sample_dir", tmp_path / "samples", "--device", "cpu")
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--compute_pr", "--real_img_dir", stats,
+                         "--num_samples", 4, "--sample_dir", tmp_path / "samples", "--device", "cpu")
     assert_fails(result, "pr needs real images", "holds FID statistics")
     assert not (tmp_path / "samples").exists()
 
 
 def test_empty_real_folder(tmp_path, own_ckpt):
     (tmp_path / "real").mkdir()
-    env = {"DDGAN_INCEPTION_WEIGHTS": str(tmp_path / "absent.pth")}
-    result = run_cli("--checkpoint", own_ckpt, "--compute_fid", "--real_img_dir", tmp_path / "real",
-                     "--device", "cpu", env=env)
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--compute_fid",
+                         "--real_img_dir", tmp_path / "real", "--device", "cpu",
+                         env=cli_env(DDGAN_INCEPTION_WEIGHTS=tmp_path / "absent.pth"))
     assert_fails(result, "no image files", "real")
 
 
 def test_mode_coverage_of_a_single_mode(tmp_path, own_ckpt):
     """Every sample read as 777: one mode covered, reverse KL = log(1000)."""
     classifier = constant_digit_classifier(tmp_path / "digits.pt")
-    result = run_cli("--checkpoint", own_ckpt, "--dataset", "stacked_digits", "--mode_coverage",
-                     "--mode_classifier", classifier, "--num_mode_samples", 6, "--batch_size", 4,
-                     "--device", "cpu")
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--dataset", "stacked_digits", "--mode_coverage",
+                         "--mode_classifier", classifier, "--num_mode_samples", 6, "--batch_size", 4, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert f"modes covered = 1 / 1000, reverse KL = {np.log(1000):.4f} (6 samples)" in result.stdout
     assert "digit classifier accuracy (its own test digits): 0.5000" in result.stdout
 
 
 def test_stackmnist_mode_coverage_needs_classifier(tmp_path, own_ckpt):
-    result = run_cli("--checkpoint", own_ckpt, "--dataset", "stackmnist", "--mode_coverage",
-                     "--device", "cpu")
+    result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--dataset", "stackmnist", "--mode_coverage",
+                         "--device", "cpu")
     assert_fails(result, "needs an MNIST classifier", "--mode_classifier")
 
 

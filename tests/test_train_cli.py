@@ -9,7 +9,7 @@ import torch
 
 import train_ddgan
 from tests import _data_formats as formats
-from tests._train_helpers import TINY, run_cli
+from tests.conftest import run_command
 from utils import training
 from utils.distributed import Context
 
@@ -79,8 +79,8 @@ def test_readme_commands_parse_build_and_load_a_batch(dataset, tmp_path, monkeyp
     assert counts == pytest.approx(expected, abs=0.01)
 
 
-def test_dry_run_trains_one_iteration_and_writes_nothing(tmp_path):
-    result = run_cli(*TINY, "--dry_run", cwd=tmp_path)
+def test_dry_run_trains_one_iteration_and_writes_nothing(tmp_path, tiny_train):
+    result = run_command("train_ddgan.py", *tiny_train, "--dry_run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "dry run: one iteration at batch 4" in result.stdout
     assert os.listdir(tmp_path) == []

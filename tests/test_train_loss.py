@@ -8,9 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
-from tests._train_ddp_worker import make_trainer
-from tests._train_helpers import tiny_args
-from tests.conftest import rel_error
+from tests.conftest import make_trainer, rel_error, tiny_args
 from utils import training
 from utils.diffusion import q_sample_pairs, sample_posterior
 from utils.distributed import Context

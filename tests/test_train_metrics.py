@@ -6,7 +6,6 @@ import os
 import pytest
 
 import train_ddgan
-from tests._train_helpers import TINY
 from tests.conftest import run_command
 from utils import checkpoint
 from utils.train_metrics import BEST, METRICS_JSONL
@@ -20,10 +19,10 @@ def records(folder):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_train):
     """Epochs 0..2 with the modes metric after every epoch (fully offline: stacked digits)."""
     save_dir = tmp_path_factory.mktemp("metrics")
-    train_ddgan.main([*TINY, "--save_dir", str(save_dir), "--num_epoch", "2", "--metrics", "modes",
+    train_ddgan.main([*tiny_train, "--save_dir", str(save_dir), "--num_epoch", "2", "--metrics", "modes",
                       "--metrics_every", "1", "--metrics_samples", "300", "--metrics_batch_size", "100",
                       "--tensorboard", "--log_every", "1", "--save_content", "--save_content_every", "1",
                       "--use_ema", "--ema_decay", "0.9", "--max_iters_per_epoch", "4"])
@@ -70,13 +69,14 @@ def test_the_curves_are_drawn(trained, tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_resume_adds_exactly_the_new_epochs(trained):
+def test_resume_adds_exactly_the_new_epochs(trained, tiny_train):
     """A line of an epoch the resumed run trains again (an evaluation after the last content.pth) is
     dropped, so no epoch appears twice."""
     save_dir, folder = trained
     with open(os.path.join(folder, METRICS_JSONL), "a") as handle:
         handle.write(json.dumps({"epoch": 3, "step": 16, "kl": 0.0, "modes": 1000}) + "\n")
-    train_ddgan.main([*TINY, "--save_dir", str(save_dir), "--resume", "--num_epoch", "3", "--max_iters_per_epoch", "4"])
+    train_ddgan.main([*tiny_train, "--save_dir", str(save_dir), "--resume", "--num_epoch", "3",
+                      "--max_iters_per_epoch", "4"])
     lines = records(folder)
     assert [record["epoch"] for record in lines] == [0, 1, 2, 3]
     assert lines[-1]["step"] == 16 and lines[-1]["kl"] > 0

@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import train_ddgan
-from tests._data_formats import random_images, write_image_folder
-from tests._train_helpers import TINY, run_cli, start_cli
-from tests.conftest import file_digests, one_error_line, run_command
+from tests._data_formats import random_images, write_image_folder, write_pngs
+from tests.conftest import TINY_TRAIN, file_digests, finish, one_error_line, run_command, start_command
 from utils import checkpoint, training
 from utils.loss import DDGANLoss
 from utils.rng import rng_state, set_rng_state
@@ -36,7 +34,7 @@ def images(tmp_path_factory):
 
 
 def argv(images, save_dir, *extra):
-    return [*TINY, "--dataset", "folder", "--datadir", str(images), "--save_dir", str(save_dir), "--use_ema",
+    return [*TINY_TRAIN, "--dataset", "folder", "--datadir", str(images), "--save_dir", str(save_dir), "--use_ema",
             "--ema_decay", "0.9", "--lazy_reg", "2", "--save_content", "--save_content_every", "1",
             "--save_ckpt_every", "1", "--num_epoch", "2", *map(str, extra)]
 
@@ -177,14 +175,14 @@ def _wait_for(path, process, timeout=240):
 
 def test_sigkill_leaves_a_content_that_resumes(images, tmp_path):
     folder = run_dir(tmp_path)
-    process = start_cli(*argv(images, tmp_path, "--num_epoch", 1000), cwd=tmp_path)
+    process = start_command("train_ddgan.py", *argv(images, tmp_path, "--num_epoch", 1000), cwd=tmp_path)
     _wait_for(os.path.join(folder, "netG_2.pth"), process)
     process.kill()
     process.communicate()
     killed_at = content(tmp_path)["epoch"]
     assert killed_at >= 2
     resume = argv(images, tmp_path, "--num_epoch", 1000, "--resume", "--stop_after_epoch", killed_at)
-    result = run_cli(*resume, cwd=tmp_path)
+    result = run_command("train_ddgan.py", *resume, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"resumed {folder} at epoch {killed_at}" in result.stdout
     assert content(tmp_path)["epoch"] == killed_at + 1
@@ -194,10 +192,11 @@ def test_sigkill_leaves_a_content_that_resumes(images, tmp_path):
 def test_ctrl_c_with_loader_workers_saves_content_and_exits_130(images, tmp_path):
     """Ctrl-C reaches the whole process group, data-loader workers included (they quit; the
     training process needs no further batch to finish its iteration and save)."""
-    process = start_cli(*argv(images, tmp_path, "--num_epoch", 1000, "--num_workers", 2), cwd=tmp_path)
+    process = start_command("train_ddgan.py", *argv(images, tmp_path, "--num_epoch", 1000, "--num_workers", 2),
+                            cwd=tmp_path)
     _wait_for(os.path.join(run_dir(tmp_path), "sample_discrete_epoch_0.png"), process)
     os.killpg(process.pid, signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    err = finish(process, timeout=120).stderr
     assert process.returncode == 130, err
     assert "stopped by SIGINT" in err and "continue with --resume" in err
     assert content(tmp_path)["epoch"] >= 1
@@ -217,7 +216,7 @@ def test_training_grid_is_test_ddgans_grid_of_the_saved_weights(images, tmp_path
 def test_resume_takes_the_runs_own_flags(images, tmp_path):
     """A run trained with --use_ema --ema_decay 0.9 --lazy_reg 2, resumed with none of them, keeps them."""
     train_ddgan.main(argv(images, tmp_path, "--stop_after_epoch", 0))
-    bare = [*TINY, "--dataset", "folder", "--datadir", str(images), "--save_dir", str(tmp_path), "--resume",
+    bare = [*TINY_TRAIN, "--dataset", "folder", "--datadir", str(images), "--save_dir", str(tmp_path), "--resume",
             "--stop_after_epoch", "1"]
     train_ddgan.main(bare)
     saved = content(tmp_path)
@@ -247,14 +246,14 @@ def test_resume_with_more_epochs_continues_the_decay_without_rising(images, tmp_
 
 
 def test_a_second_training_into_the_same_folder_is_refused(images, tmp_path):
-    process = start_cli(*argv(images, tmp_path, "--num_epoch", 1000), cwd=tmp_path)
+    process = start_command("train_ddgan.py", *argv(images, tmp_path, "--num_epoch", 1000), cwd=tmp_path)
     try:
         _wait_for(os.path.join(run_dir(tmp_path), "netG_0.pth"), process)
         before = file_digests(run_dir(tmp_path) + "/..")
-        second = run_cli(*argv(images, tmp_path, "--num_epoch", 1000, "--resume"), cwd=tmp_path)
-        line = one_error_line(second)
+        second = run_command("train_ddgan.py", *argv(images, tmp_path, "--num_epoch", 1000, "--resume"),
+                             cwd=tmp_path)
+        line = one_error_line(second, 1)
         assert "is in use by another training (pid" in line and f"pid {process.pid} " in line, line
-        assert second.returncode == 1
     finally:
         process.kill()
         process.communicate()
@@ -279,15 +278,12 @@ def test_a_full_disk_stops_with_one_line_and_keeps_the_last_content(images, tmp_
 
 
 def test_a_corrupt_image_met_mid_epoch_is_named(tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for index, pixels in enumerate(random_images(16, 20, 20)):
-        Image.fromarray(pixels).save(folder / f"{index:02d}.png")
+    folder = write_pngs(tmp_path / "images", random_images(16, 20, 20))
     (folder / "15.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # the up-front check reads only the first
-    result = run_cli(*TINY, "--dataset", "folder", "--datadir", folder, "--save_dir", tmp_path / "runs",
-                     "--num_epoch", 1, cwd=tmp_path)
-    line = one_error_line(result)
-    assert result.returncode == 1 and "15.png" in line and "prepare_lmdb" in line, line
+    result = run_command("train_ddgan.py", *TINY_TRAIN, "--dataset", "folder", "--datadir", folder,
+                         "--save_dir", tmp_path / "runs", "--num_epoch", 1, cwd=tmp_path)
+    line = one_error_line(result, 1)
+    assert "15.png" in line and "prepare_lmdb" in line, line
 
 
 def test_a_master_port_in_use_is_named(tmp_path):
@@ -295,8 +291,8 @@ def test_a_master_port_in_use_is_named(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli(*TINY, "--num_process_per_node", 2, "--master_port", port, "--save_dir", tmp_path,
-                         cwd=tmp_path)
-    line = one_error_line(result)
-    assert result.returncode == 1 and f"--master_port {port}" in line and "another --master_port" in line, line
+        result = run_command("train_ddgan.py", *TINY_TRAIN, "--num_process_per_node", 2, "--master_port", port,
+                             "--save_dir", tmp_path, cwd=tmp_path)
+    line = one_error_line(result, 1)
+    assert f"--master_port {port}" in line and "another --master_port" in line, line
     assert not os.path.exists(tmp_path / "dd_gan")
