@@ -18,7 +18,7 @@ import sys
 from metrics import Evaluator, MetricError
 from utils import checkpoint, outputs, sampling
 from utils.argtypes import ArgumentParser
-from utils.flags import MODEL_KEYS, add_common_flags, add_model_flags, add_performance_flags, check_model_flags
+from utils.flags import MODEL_KEYS, add_common_flags, add_model_flags, add_performance_flags, resolve_model_flags
 from utils.sample_flags import add_sample_flags, check_output_paths, grid_path, real_side, resolve_sample_flags
 
 
@@ -39,7 +39,7 @@ def parse_args(argv=None):
     args.explicit = tuple(key for key in MODEL_KEYS if key in given)
     try:
         resolve_sample_flags(args)
-        check_model_flags(args)
+        resolve_model_flags(args)
     except ValueError as err:
         parser.error(str(err))
     return args

@@ -28,7 +28,7 @@ def parse_args(argv=None, explicit=False):
     parser = build_parser()
     args, given = parser.parse_args_explicit(argv)
     try:
-        flags.check_model_flags(args)
+        flags.resolve_model_flags(args)
         train_flags.resolve_train_flags(args)
     except ValueError as err:
         parser.error(str(err))

@@ -75,7 +75,7 @@ def parse_args(argv=None):
     model_parser = argparse.ArgumentParser()
     flags.add_common_flags(model_parser)
     flags.add_model_flags(model_parser)
-    args.model = flags.check_model_flags(model_parser.parse_args(shlex.split(CONFIGS[args.config])))
+    args.model = flags.resolve_model_flags(model_parser.parse_args(shlex.split(CONFIGS[args.config])))
     if args.quick:
         args.sample_batch, args.train_batch, args.warmup, args.repeats = 4, 4, 1, 2
     args.sample_batch = args.sample_batch or DEFAULT_BATCH["sample"]

@@ -18,7 +18,7 @@ import torch
 
 import train_ddgan
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from utils.flags import add_common_flags, add_model_flags, check_model_flags, model_config, namespace
+from utils.flags import add_common_flags, add_model_flags, model_config, namespace, resolve_model_flags
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DDGAN_SHARED", REPO.parent / "shared"))
@@ -90,7 +90,7 @@ def tiny_config(**overrides):
     """The tiny model's full configuration (the dict checkpoints carry), with ``overrides`` (flag
     names: values), checked as the scripts check their flags."""
     args = model_parser().parse_args(config_flags({**TINY_MODEL, **overrides}))
-    return model_config(check_model_flags(args))
+    return model_config(resolve_model_flags(args))
 
 
 def tiny_generator(config=None, seed=0):

@@ -54,7 +54,7 @@ def test_bad_values_fail_at_parse_time(argv, message, capsys):
     ("folder", 64, [1, 2, 2, 2]), ("folder", 128, [1, 1, 2, 2, 4]),
 ])
 def test_ch_mult_defaults(dataset, size, expected):
-    args = flags.check_model_flags(parse("--dataset", dataset, "--image_size", str(size)))
+    args = flags.resolve_model_flags(parse("--dataset", dataset, "--image_size", str(size)))
     assert args.ch_mult == expected
 
 
@@ -66,11 +66,11 @@ def test_ch_mult_defaults(dataset, size, expected):
 ])
 def test_contradicting_model_flags(argv, message):
     with pytest.raises(ValueError, match=message):
-        flags.check_model_flags(parse(*argv))
+        flags.resolve_model_flags(parse(*argv))
 
 
 def test_model_config_round_trip():
-    args = flags.check_model_flags(parse("--num_channels_dae", "64"))
+    args = flags.resolve_model_flags(parse("--num_channels_dae", "64"))
     config = flags.model_config(args)
     assert set(config) == set(flags.MODEL_KEYS)
     assert flags.namespace(config).num_channels_dae == 64

@@ -106,8 +106,8 @@ def resolve_ch_mult(args):
     return args
 
 
-def check_model_flags(args):
-    """Cross-flag checks for the generator; ValueError names the fix."""
+def resolve_model_flags(args):
+    """Fill --ch_mult and check the generator and schedule flags across each other; ValueError names the fix."""
     resolve_ch_mult(args)
     for ch in {args.num_channels_dae * m for m in args.ch_mult}:
         if ch < 4 or ch % min(ch // 4, 32):

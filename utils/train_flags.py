@@ -5,7 +5,7 @@ Every training flag of the reference keeps its name and default (``--batch_size 
 text: where runs are saved, the data loader, logging, metrics during training, the
 process-group port and device, and three switches for short runs
 (``--max_iters_per_epoch``, ``--stop_after_epoch``, ``--dry_run``).  Every number is
-checked finite and in range at parse time; ``check_train_flags`` holds the cross-flag rules.
+checked finite and in range at parse time; ``resolve_train_flags`` fills the seed and holds the cross-flag rules.
 
 ``RUN_FLAGS`` are the flags that define what a run computes; ``--resume`` takes them from
 the run itself (utils.run_folder), and refuses one given on the command line with another value.
