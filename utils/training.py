@@ -85,9 +85,11 @@ def check_metrics(args):
     """Metric names and the real side's path (the rest is prepared on rank 0 before the first iteration)."""
     if not args.metrics:
         return
-    from metrics import parse_metric_names
+    from metrics import METRICS, parse_metric_names
+    from metrics.registry import Options, check_count
 
-    parse_metric_names(args.metrics)
+    names = parse_metric_names(args.metrics)
+    check_count([METRICS[name] for name in names], args.metrics_samples, Options(), "--metrics_samples")
     if args.real_img_dir is not None and not os.path.exists(args.real_img_dir):
         raise ValueError(f"--real_img_dir {args.real_img_dir} does not exist: pass a folder of images, a "
                          "samples .npz or a statistics .npz")
