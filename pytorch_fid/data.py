@@ -228,6 +228,8 @@ def map_batches(fn, dataset, batch_size=50, device="cpu", num_workers=0):
     """
     if len(dataset) == 0:
         raise ValueError("no images to evaluate")
+    if isinstance(dataset, SampleArrayDataset):
+        num_workers = 0  # already in memory: loader processes would only copy it
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=stack_images)
     parts = []

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import linalg
 
-from pytorch_fid import fid_score
+from pytorch_fid import data, fid_score
 from pytorch_fid.data import (
     ImagePathDataset,
     SampleArrayDataset,
@@ -318,6 +318,21 @@ def test_bad_sample_arrays(array, message):
 def test_float_samples_in_pixel_range():
     samples = np.full((1, 2, 2, 3), 255.0)
     assert SampleArrayDataset(samples)[0].eq(1).all()
+
+
+def test_samples_in_memory_are_read_without_loader_processes(monkeypatch):
+    """Workers would only copy an array that is already in memory; image folders keep them."""
+    workers = []
+
+    class Recording(data.DataLoader):
+        def __init__(self, *args, num_workers=0, **kwargs):
+            workers.append(num_workers)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(data, "DataLoader", Recording)
+    samples = np.zeros((3, 4, 4, 3), np.uint8)
+    means = data.map_batches(lambda batch: batch.mean((2, 3)), SampleArrayDataset(samples), 2, num_workers=4)
+    assert workers == [0] and means.shape == (3, 3)
 
 
 @pytest.mark.parametrize("value, dtype, message", [
