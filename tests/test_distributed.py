@@ -7,6 +7,7 @@ tests/_train_ddp_worker.py).
 """
 
 import argparse
+import datetime
 
 import pytest
 import torch
@@ -29,6 +30,18 @@ def test_one_process_needs_no_process_group():
     args = argparse.Namespace(num_proc_node=1, num_process_per_node=1, device=torch.device("cpu"), local_rank=0)
     distributed.launch(lambda ctx, a: seen.append(ctx), args)
     assert seen == [Context(0, 0, 1, torch.device("cpu"))] and not seen[0].distributed
+
+
+def test_ranks_wait_out_an_evaluation_on_rank_0(monkeypatch):
+    """With --metrics the process group waits METRICS_TIMEOUT (rank 0 evaluates while the others
+    sit in a collective), not NCCL's default 10 minutes; without, torch's default."""
+    joined = []
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda *a, **kw: joined.append(kw["timeout"]))
+    for metrics in ("fid", None):
+        args = argparse.Namespace(device=torch.device("cpu"), metrics=metrics)
+        distributed.setup(0, 0, 2, args.device, distributed.process_group_timeout(args))
+    assert joined == [distributed.METRICS_TIMEOUT, None]
+    assert distributed.METRICS_TIMEOUT >= datetime.timedelta(hours=1)
 
 
 def test_missing_gpus_are_refused():

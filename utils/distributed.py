@@ -13,6 +13,7 @@ NCCL with one GPU per process when CUDA is used, gloo on the CPU.
 """
 
 import contextlib
+import datetime
 import os
 import signal
 import socket
@@ -101,15 +102,27 @@ def process_device(flag, local_rank):
     return flag
 
 
-def setup(rank, local_rank, world_size, device_flag):
-    """Pick the device and join the process group (none for one process)."""
+# Evaluation during training (--metrics) runs on rank 0 while the other ranks wait in their next
+# collective; NCCL's default 10-minute timeout would kill a run whose evaluation (e.g. FID of 50k
+# samples at 256 px) takes longer.
+METRICS_TIMEOUT = datetime.timedelta(hours=2)
+
+
+def process_group_timeout(args):
+    """How long a collective may wait: METRICS_TIMEOUT with --metrics, else torch's default (None)."""
+    return METRICS_TIMEOUT if getattr(args, "metrics", None) else None
+
+
+def setup(rank, local_rank, world_size, device_flag, timeout=None):
+    """Pick the device and join the process group (none for one process); ``timeout`` of its
+    collectives (None: torch's default)."""
     device = process_device(device_flag, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size,
-                                device_id=device if device.type == "cuda" else None)
+                                device_id=device if device.type == "cuda" else None, timeout=timeout)
     return Context(rank, local_rank, world_size, device)
 
 
@@ -119,7 +132,7 @@ def cleanup(ctx):
 
 
 def _run(rank, local_rank, world_size, fn, args):
-    ctx = setup(rank, local_rank, world_size, args.device)
+    ctx = setup(rank, local_rank, world_size, args.device, process_group_timeout(args))
     try:
         return fn(ctx, args)
     finally:
