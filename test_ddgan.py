@@ -10,7 +10,8 @@ The generator file is netG_{epoch_id}.pth of the run folder, or --checkpoint.  F
 written by train_ddgan.py carry their model configuration; the reference's files do
 not, and then the model flags on the command line describe the network.  The metrics are
 the ``metrics`` package's; their Evaluators are prepared before sampling, so that a missing
-weights file or real folder fails in seconds, and nothing is written over an input.
+weights file or real folder fails in seconds, and nothing is written over an input.  One run at
+a time writes a --sample_dir (an advisory lock, utils.locks).
 """
 
 import sys
@@ -96,9 +97,10 @@ def run(args):
     files = build_evaluator(args, args.metrics, real_side(args)) if args.metrics else None
     modes = build_evaluator(args, ["modes"]) if args.mode_coverage else None
     if args.write_samples:
-        write_samples(sampler, args)
-        if files is not None:
-            report(files, files.evaluate_path(args.sample_dir), args.num_samples)
+        with outputs.sample_folder_lock(args.sample_dir):  # one run at a time writes (and scores) the folder
+            write_samples(sampler, args)
+            if files is not None:
+                report(files, files.evaluate_path(args.sample_dir), args.num_samples)
     if modes is not None:
         images = sampling.sample_array(sampler, args.num_mode_samples, args.batch_size, args.seed)
         report(modes, modes(images), len(images))

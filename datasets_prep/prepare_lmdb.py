@@ -10,6 +10,8 @@ Lanczos) and centre-cropped to ``--resolution``, and stored as PNG; a file that 
 RGB, square at that size and PNG/JPEG/WebP is stored as its original bytes (it decodes to
 the very same pixels).  Files that do not decode are skipped and counted.
 
+One prepare_lmdb at a time writes an ``--output`` (an advisory lock on ``OUTPUT.lock``,
+removed when it ends); a second one stops with a line naming the first.
 Interrupting is safe: the database is written to ``OUTPUT.partial`` in transactions that
 also record how far the work got, and is renamed to ``OUTPUT`` only when complete.
 Running the same command again resumes where the last committed transaction ended (also
@@ -50,11 +52,13 @@ from datasets_prep.lmdb_io import (
 from datasets_prep.lsun import LsunLmdb, find_lsun_lmdb
 from utils.argtypes import ArgumentParser, positive_int
 from utils.images import to_rgb
+from utils.locks import FolderLock
 
 COMMIT_EVERY = 256
 INITIAL_MAP_SIZE = 1 << 30
 KEEP_FORMATS = ("PNG", "JPEG", "WEBP")
 SHOW_SKIPPED = 10
+LOCK_SUFFIX = ".lock"  # OUTPUT.lock: held while OUTPUT is written
 _EXTENSIONS = {b"RIFF": ".webp", b"\xff\xd8\xff": ".jpg", b"\x89PNG": ".png", b"GIF8": ".gif", b"BM": ".bmp"}
 
 
@@ -201,6 +205,18 @@ def prepare(input_dir, output, resolution=256, workers=1):
     """Pack ``input_dir``'s images into the LMDB ``output``; returns the final progress record
     (None if an earlier run had finished all but the final rename)."""
     _check_pack_output(input_dir, output)
+    lock = FolderLock(output + LOCK_SUFFIX, lambda holder: (
+        f"{output} is being written by another prepare_lmdb ({holder}): wait for it to end, or choose "
+        "another --output"), error=DataError, remove=True)
+    try:
+        lock.acquire(check=lambda: _check_pack_output(input_dir, output))
+    except OSError as err:
+        raise DataError(f"cannot create {lock.path} ({err.strerror or err}): choose another --output") from None
+    with lock:
+        return _prepare_locked(input_dir, output, resolution, workers)
+
+
+def _prepare_locked(input_dir, output, resolution, workers):
     files = find_images(input_dir, flag="--input")
     partial = output + PARTIAL_SUFFIX
     env = _open_partial(partial)

@@ -205,6 +205,24 @@ def sample_run(name, count=4, complete=True):
     return setup
 
 
+HELD = []  # locks a case's setup holds (in this process) while its command runs
+
+
+def held_by_another_run(folder_or_lock, kind="sample"):
+    """Hold the lock that a sampling run takes on the folder (``kind`` "sample") or prepare_lmdb on an
+    --output (``kind`` "prepare": the path of OUTPUT), as a second run of the same command would meet it."""
+    def setup(scratch):
+        from datasets_prep import prepare_lmdb
+        from utils import outputs
+        from utils.locks import FolderLock
+
+        path = scratch / folder_or_lock
+        lock = outputs.sample_folder_lock(path) if kind == "sample" else FolderLock(
+            f"{path}{prepare_lmdb.LOCK_SUFFIX}", str).acquire()
+        HELD.append(lock)
+    return setup
+
+
 def in_scratch(*arguments, setup=None):
     """``arguments`` as they are (paths relative to the scratch folder, the command's cwd), after ``setup``."""
     def make(scratch):
@@ -245,6 +263,9 @@ SAMPLE_CASES = [
     Case("sample-dir-unwritable", "test_ddgan.py",
          lambda s: sample("--sample_dir", f"{formats.unwritable_folder(s)}/samples", "--num_samples", "2")(s),
          "is not writable (permission denied): choose a folder you can write to", 1),
+    Case("sample-dir-in-use", "test_ddgan.py",
+         sample("--sample_dir", "out", "--num_samples", "2", setup=on(sample_run("out"), held_by_another_run("out"))),
+         "--sample_dir out is in use by another sampling run (pid", 1),
     Case("sample-dir-png-is-a-folder", "test_ddgan.py",
          sample("--sample_dir", "out", "--num_samples", "2", setup=on(sample_run("out"), made("out/7.png"))),
          "out/7.png is a folder where a sample file goes", 1),
@@ -421,6 +442,10 @@ DATA_CASES = [
     Case("prepare-output-unwritable", PREPARE,
          lambda s: ["--input", noise_pngs(s / "images"), "--output", f"{formats.unwritable_folder(s)}/db"],
          "choose another --output", 1),
+    Case("prepare-output-in-use", PREPARE,
+         lambda s: held_by_another_run("db", "prepare")(s) or [
+             "--input", noise_pngs(s / "images"), "--output", s / "db"],
+         "db is being written by another prepare_lmdb (pid", 1),
     Case("prepare-fifo-in-input", PREPARE,
          lambda s: ["--input", formats.images_with(s / "images", "fifo"), "--output", s / "db"],
          "bad.png is a FIFO, not an image file", 1),
@@ -515,8 +540,12 @@ def outcomes(request, tmp_path_factory, templates):
         result = run_command(case.command, *arguments, cwd=scratch, env=cli_env(root / case.id))
         return result, before, file_digests(scratch)
 
-    with ThreadPoolExecutor(4) as pool:
-        return dict(zip([case.id for case in selected], pool.map(run, selected), strict=True))
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            return dict(zip([case.id for case in selected], pool.map(run, selected), strict=True))
+    finally:
+        while HELD:
+            HELD.pop().release()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

@@ -103,3 +103,38 @@ def test_checkpoint_record(tmp_path):
     (tmp_path / "G.pth").write_bytes(b"abc")
     record = outputs.checkpoint_record(tmp_path / "G.pth")
     assert (record["path"], record["bytes"], record["epoch"]) == (str(tmp_path / "G.pth"), 3, None)
+
+
+def test_one_sampling_run_at_a_time_and_no_lock_left(tmp_path):
+    """The lock of a sample folder stops a second writer, goes with the run, and a stale lock file (a
+    killed run) neither blocks the next run nor counts as a file of the user's."""
+    folder = tmp_path / "samples"
+    with outputs.sample_folder_lock(folder), pytest.raises(OutputError, match=r"in use by another sampling run \(pid"):
+        outputs.sample_folder_lock(folder)
+    assert os.listdir(folder) == []
+    (folder / outputs.LOCK_NAME).write_text("pid 1 on elsewhere\n")  # left by a killed run
+    outputs.check_sample_folder_output(str(folder), {})
+    outputs.sample_folder_lock(folder).release()
+    assert os.listdir(folder) == []
+
+
+def test_a_lock_deleted_by_its_holder_is_not_taken(tmp_path, monkeypatch):
+    """A process that opened the lock file just before its holder deleted it (at the end of its run) must
+    lock the new file at the path, not the deleted one, or two runs would hold 'the' lock at once."""
+    from utils import locks
+
+    path = str(tmp_path / "job.lock")
+    first = locks.FolderLock(path, str, remove=True).acquire()
+    stale = open(path, "a+")  # opened by a late job before the holder deleted it  # noqa: SIM115
+    first.release()
+    second = locks.FolderLock(path, str).acquire()  # the next job, on the new file
+    opened = [stale]
+
+    def late_open(name, mode="r"):  # the late job's first open finds the deleted file, later ones the path
+        return opened.pop() if opened else open(name, mode)
+
+    monkeypatch.setattr(locks, "open", late_open, raising=False)
+    with pytest.raises(ValueError, match="busy: pid"):
+        locks.FolderLock(path, lambda holder: f"busy: {holder}").acquire()
+    assert not opened and stale.closed
+    second.release()

@@ -12,7 +12,8 @@ The writer puts the manifest (``complete: false``) first, then removes the files
 run, writes the samples, and rewrites the manifest (``complete: true``) last, each write atomic.
 Readers (``check_sample_folder``) refuse a folder whose manifest says incomplete (a run that was
 killed or failed) or whose image files are not exactly 0..N-1.png; a folder without a manifest
-is the user's own set of images and is taken as it is.
+is the user's own set of images and is taken as it is.  The writing run holds ``.lock`` (removed
+when it ends; ``sample_folder_lock``), so that a second run into the same folder stops instead of mixing in.
 """
 
 import json
@@ -22,10 +23,12 @@ import tempfile
 import time
 
 from utils.checkpoint import atomic_write
+from utils.locks import FolderLock
 
 MANIFEST_NAME = "manifest.json"
 NPZ_NAME = "samples.npz"
 PARTIAL_SUFFIX = ".partial"
+LOCK_NAME = ".lock"  # held by the run writing the folder (utils.locks); not a sample file
 _SAMPLE_PNG = re.compile(r"^(0|[1-9][0-9]*)\.png$")
 
 
@@ -114,8 +117,16 @@ def check_sample_folder_output(folder, inputs):
         _check_reusable(folder)
 
 
+def sample_folder_lock(folder):
+    """Taken (created if new) and held while one run writes and scores ``folder``: a second one into
+    the same folder stops with OutputError naming the holder, instead of mixing its files in."""
+    return FolderLock(os.path.join(folder, LOCK_NAME), lambda holder: (
+        f"--sample_dir {folder} is in use by another sampling run ({holder}): wait for it to end, or choose "
+        "another --sample_dir"), error=OutputError, remove=True).acquire()
+
+
 def _check_reusable(folder):
-    names = os.listdir(folder)
+    names = [name for name in os.listdir(folder) if name != LOCK_NAME]
     if names and MANIFEST_NAME not in names:
         raise OutputError(f"--sample_dir {folder} holds files but no {MANIFEST_NAME} (not written by "
                           "test_ddgan.py): choose an empty or new folder, so that samples are not mixed with them")

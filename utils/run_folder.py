@@ -11,18 +11,15 @@ resumed run takes from it, and the files written there besides content.pth.
 
 import contextlib
 import errno
-import fcntl
 import glob
 import json
 import os
-import socket
-import sys
-import time
 
 import torch
 
 from utils import checkpoint
 from utils.flags import MODEL_KEYS
+from utils.locks import FolderLock
 from utils.train_flags import RUN_FLAGS
 
 CONTENT = "content.pth"
@@ -98,45 +95,11 @@ def resume_flags(args, explicit, content):
 
 # ----------------------------------------------------------------------------- the lock
 
-class RunLock:
-    """An advisory lock on ``{folder}/.lock`` for the life of a training (``flock``: released by the
-    kernel when the process ends, however it ends).  The file names the holder."""
-
-    def __init__(self, folder):
-        self.folder, self.path, self.handle = folder, os.path.join(folder, LOCK), None
-
-    def acquire(self, check=None):
-        """Take the lock or raise ValueError naming the holder; ``check()`` runs under the lock before
-        this process writes its name (an error there releases the lock and changes nothing)."""
-        os.makedirs(self.folder, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 (held open for the life of the run)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            if err.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            raise ValueError(f"{self.folder} is in use by another training ({holder}): wait for it to end, "
-                             "or choose another --exp or --save_dir") from None
-        try:
-            if check is not None:
-                check()
-        except BaseException:
-            handle.close()
-            raise
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)}\n")
-        handle.flush()
-        self.handle = handle
-        return self
-
-    def release(self):
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+def RunLock(folder):
+    """The advisory lock on ``{folder}/.lock`` for the life of a training (see utils.locks)."""
+    return FolderLock(os.path.join(folder, LOCK), lambda holder: (
+        f"{folder} is in use by another training ({holder}): wait for it to end, or choose another --exp "
+        "or --save_dir"))
 
 
 # ----------------------------------------------------------------------------- files of a run
