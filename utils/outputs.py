@@ -56,12 +56,12 @@ def check_writable_folder(folder, what):
     existing = _existing_ancestor(path)
     if not os.path.isdir(existing):
         raise OutputError(f"{what} {folder} lies below the file {existing}: give a folder path")
-    if not _can_create_in(existing):
+    if not can_create_in(existing):
         raise OutputError(f"{what} {folder}: {existing} is not writable (permission denied): "
                           "choose a folder you can write to")
 
 
-def _can_create_in(folder):
+def can_create_in(folder):
     """Whether a file can be created in ``folder`` (tried: permissions alone do not stop root, and
     say nothing of read-only file systems)."""
     try:

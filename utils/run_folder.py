@@ -17,7 +17,7 @@ import os
 
 import torch
 
-from utils import checkpoint
+from utils import checkpoint, outputs
 from utils.flags import MODEL_KEYS
 from utils.locks import FolderLock
 from utils.train_flags import RUN_FLAGS
@@ -44,7 +44,7 @@ def check_writable(folder, flag="--save_dir"):
         existing = os.path.dirname(existing) or "."
     if not os.path.isdir(existing):
         raise ValueError(f"{existing} is a file, so {folder} cannot be created: choose another {flag}")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not outputs.can_create_in(existing):
         raise ValueError(f"{existing} is not writable: choose a writable {flag}")
 
 
