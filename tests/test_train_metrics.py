@@ -2,12 +2,14 @@
 
 import json
 import os
+import signal
 
 import pytest
+import torch
 
 import train_ddgan
 from tests.conftest import run_command
-from utils import checkpoint
+from utils import checkpoint, train_metrics
 from utils.train_metrics import BEST, METRICS_JSONL
 
 RUN = ("dd_gan", "stacked_digits", "experiment_cifar_default")
@@ -18,14 +20,18 @@ def records(folder):
         return [json.loads(line) for line in handle]
 
 
+def metrics_run(tiny_train, save_dir):
+    """Epochs 0..2 with the modes metric after every epoch (fully offline: stacked digits)."""
+    return [*tiny_train, "--save_dir", str(save_dir), "--num_epoch", "2", "--metrics", "modes",
+            "--metrics_every", "1", "--metrics_samples", "300", "--metrics_batch_size", "100",
+            "--tensorboard", "--log_every", "1", "--save_content", "--save_content_every", "1",
+            "--use_ema", "--ema_decay", "0.9", "--max_iters_per_epoch", "4"]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_train):
-    """Epochs 0..2 with the modes metric after every epoch (fully offline: stacked digits)."""
     save_dir = tmp_path_factory.mktemp("metrics")
-    train_ddgan.main([*tiny_train, "--save_dir", str(save_dir), "--num_epoch", "2", "--metrics", "modes",
-                      "--metrics_every", "1", "--metrics_samples", "300", "--metrics_batch_size", "100",
-                      "--tensorboard", "--log_every", "1", "--save_content", "--save_content_every", "1",
-                      "--use_ema", "--ema_decay", "0.9", "--max_iters_per_epoch", "4"])
+    train_ddgan.main(metrics_run(tiny_train, save_dir))
     return save_dir, os.path.join(save_dir, *RUN)
 
 
@@ -60,6 +66,58 @@ def test_the_best_generator_is_kept(trained):
     assert (payload["epoch"], payload["metric"], payload["value"]) == (best["epoch"], "kl", best["kl"])
     generator, config = checkpoint.load_generator(os.path.join(folder, BEST), "cpu")
     assert config["image_size"] == 16
+
+
+def same_weights(path, other):
+    ours, theirs = checkpoint.read(path)["state_dict"], checkpoint.read(other)["state_dict"]
+    return ours.keys() == theirs.keys() and all(torch.equal(ours[key], theirs[key]) for key in ours)
+
+
+def test_metrics_leave_the_training_unchanged(trained, tiny_train, tmp_path):
+    """Evaluating (and building the evaluator) draws from no RNG the training uses."""
+    flags = metrics_run(tiny_train, tmp_path)
+    del flags[flags.index("--metrics"):flags.index("--metrics_batch_size") + 2]
+    train_ddgan.main(flags)
+    assert same_weights(os.path.join(tmp_path, *RUN, "netG_2.pth"), os.path.join(trained[1], "netG_2.pth"))
+
+
+def test_a_signal_abandons_the_evaluation_and_the_run_resumes_identically(trained, tiny_train, tmp_path,
+                                                                            monkeypatch, capsys):
+    """SIGTERM while epoch 1 is being evaluated: nothing more is sampled or scored, content.pth is
+    saved at the start of epoch 2, and the resumed run ends with the uninterrupted run's weights."""
+    from metrics import Evaluator
+
+    sampled, scored = [], []
+
+    def signalled(*args):
+        sampled.append(args)
+        if len(sampled) == 2:  # the evaluation of epoch 1
+            os.kill(os.getpid(), signal.SIGTERM)
+        return sample_array(*args)
+
+    def scoring(self, samples):
+        scored.append(len(samples))
+        return score(self, samples)
+
+    sample_array, score = train_metrics.sampling.sample_array, Evaluator.__call__
+    monkeypatch.setattr(train_metrics.sampling, "sample_array", signalled)
+    monkeypatch.setattr(Evaluator, "__call__", scoring)
+    with pytest.raises(SystemExit) as stopped:
+        train_ddgan.main(metrics_run(tiny_train, tmp_path))
+    assert stopped.value.code == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "epoch 1: evaluation abandoned for SIGTERM; this epoch has no metrics" in err, err
+    assert "stopped by SIGTERM at epoch 2, iteration 0" in err, err
+    assert (len(sampled), scored) == (2, [300])  # epoch 1's samples were never scored
+    folder = os.path.join(tmp_path, *RUN)
+    assert [record["epoch"] for record in records(folder)] == [0]
+    saved = checkpoint.read(os.path.join(folder, "content.pth"))
+    assert (saved["epoch"], saved["iteration"]) == (2, 0)
+
+    monkeypatch.setattr(train_metrics.sampling, "sample_array", sample_array)
+    train_ddgan.main([*metrics_run(tiny_train, tmp_path), "--resume"])
+    assert [record["epoch"] for record in records(folder)] == [0, 2]
+    assert same_weights(os.path.join(folder, "netG_2.pth"), os.path.join(trained[1], "netG_2.pth"))
 
 
 def test_the_curves_are_drawn(trained, tmp_path):

@@ -4,6 +4,7 @@ The states are stored as weights-only data (tensors, ints, lists) so that conten
 loads with ``torch.load(weights_only=True)``.
 """
 
+import contextlib
 import random
 
 import numpy as np
@@ -45,3 +46,13 @@ def set_rng_state(state, device):
                          numpy["has_gauss"], numpy["cached"]))
     python = state["python"]
     random.setstate((python["version"], tuple(python["internal"]), python["gauss"]))
+
+
+@contextlib.contextmanager
+def untouched(device):
+    """Within: draw freely; the states of ``rng_state(device)`` come back after (as if nothing ran)."""
+    state = rng_state(device)
+    try:
+        yield
+    finally:
+        set_rng_state(state, device)

@@ -17,7 +17,7 @@ import os
 
 import torch
 
-from utils import checkpoint, outputs
+from utils import checkpoint, outputs, rng
 from utils.flags import MODEL_KEYS
 from utils.locks import FolderLock
 from utils.train_flags import RUN_FLAGS
@@ -158,8 +158,7 @@ class EpochFiles:
         from utils.sampling import Sampler
 
         sampler = Sampler(generator, self.config, self.device)
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), disk_errors("the sample grid"):
+        with rng.untouched(self.device), disk_errors("the sample grid"):
             torch.manual_seed(self.args.seed)
             save_image(self.folder, sampler(self.args.batch_size), f"sample_discrete_epoch_{epoch}.png")
 

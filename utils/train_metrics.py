@@ -11,11 +11,14 @@ sampler of test_ddgan.py (seeded with the run's seed, the training RNG untouched
 * the numbers go to TensorBoard as ``metrics/{name}``;
 * ``netG_best.pth`` keeps the generator with the best value of the first metric so far.
 
-A resumed run drops the lines of epochs it will train again, so no epoch appears twice.
+A resumed run drops the lines of epochs it will train again, so no epoch appears twice.  A
+SIGINT/SIGTERM during an evaluation abandons it: the run saves content.pth and stops at once,
+and that epoch has no line.
 Everything fallible (names, Inception weights, the real side) is prepared before the first
 iteration.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -23,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from utils import checkpoint, sampling
+from utils import checkpoint, rng, sampling
 
 METRICS_JSONL = "metrics.jsonl"
 BEST = "netG_best.pth"
@@ -48,7 +51,7 @@ class TrainingMetrics:
     """The evaluations of one run (rank 0).  ``real_dataset()`` gives the data set whose images
     are the real side when ``--real_img_dir`` is not given; it is only called if a metric needs one."""
 
-    def __init__(self, args, folder, device, start_epoch, real_dataset):
+    def __init__(self, args, folder, device, start_epoch, real_dataset, interruptible=contextlib.nullcontext):
         from metrics import METRICS, Evaluator, parse_metric_names
 
         names = parse_metric_names(args.metrics)
@@ -59,6 +62,7 @@ class TrainingMetrics:
                                    inception_weights=args.inception_weights, mode_classifier=args.mode_classifier,
                                    batch_size=args.metrics_batch_size, num_workers=0)
         self.args, self.folder, self.device = args, folder, device
+        self.interruptible = interruptible  # the sampling and scoring may be abandoned within it
         self.key, self.higher_is_better = self.evaluator.primary
         self.keys = ()  # the result keys, known after the first evaluation
         self.path = os.path.join(folder, METRICS_JSONL)
@@ -82,11 +86,11 @@ class TrainingMetrics:
         """Sample, score, record; keep netG_best.pth.  Returns the record (a dict)."""
         start = time.perf_counter()
         sampler = sampling.Sampler(generator, config, self.device)
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        # The training RNG is untouched: a DataLoader draws a seed from it even in the scoring.
+        with self.interruptible(), rng.untouched(self.device):
             samples = sampling.sample_array(sampler, self.args.metrics_samples, self.args.metrics_batch_size,
                                             self.args.seed)
-        numbers = self.evaluator(samples)
+            numbers = self.evaluator(samples)
         self.keys = tuple(numbers)
         record = {"epoch": epoch, "step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "seconds": round(time.perf_counter() - start, 3), **numbers, "checkpoint": checkpoint_name}

@@ -13,7 +13,8 @@ Run folder ``{save_dir}/dd_gan/{dataset}/{exp}/`` (the reference's layout): ``ar
 --use_ema), ``content.pth`` every ``save_content_every`` epochs with --save_content,
 ``metrics.jsonl`` and ``netG_best.pth`` with --metrics, TensorBoard scalars under ``tb/``.
 Files are written atomically.  SIGINT/SIGTERM: every process finishes the current
-iteration, content.pth is saved, and the run exits with 128 + the signal number (130, 143).
+iteration (an evaluation in progress is abandoned), content.pth is saved, and the run exits
+with 128 + the signal number (130, 143).
 """
 
 import contextlib
@@ -33,7 +34,7 @@ from tqdm import tqdm
 import datasets_prep
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from utils import checkpoint, diffusion, distributed, performance, run_folder
+from utils import checkpoint, diffusion, distributed, performance, rng, run_folder
 from utils.distributed import all_reduce, barrier, print0
 from utils.ema import EMA
 from utils.flags import model_config, namespace
@@ -192,15 +193,21 @@ def set_requires_grad(model, flag):
         param.requires_grad = flag
 
 
+class Abandoned(Exception):
+    """Raised by a signal inside ``StopRequest.abandoning()``: the work of that block is dropped."""
+
+
 class StopRequest:
     """Within ``with``: remember a SIGINT/SIGTERM so that the loop can stop after the current
-    iteration; the previous handlers come back on exit."""
+    iteration; the previous handlers come back on exit.  Work that may be dropped (an evaluation
+    while training) runs in ``abandoning()``, where the signal interrupts it at once."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.signum = None
         self.previous = {}
+        self._abandon = False
 
     def __enter__(self):
         self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
@@ -212,6 +219,20 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         self.signum = signum
+        if self._abandon:
+            self._abandon = False
+            raise Abandoned
+
+    @contextlib.contextmanager
+    def abandoning(self):
+        """Within: a signal (or one received before) raises Abandoned instead of waiting for the block."""
+        if self.requested:
+            raise Abandoned
+        self._abandon = True
+        try:
+            yield
+        finally:
+            self._abandon = False
 
     @property
     def requested(self):
@@ -366,8 +387,14 @@ class Trainer:
 
     def write_epoch_files(self, epoch, save_generator):
         """Rank 0: the epoch's grids, netG_{epoch}.pth and metrics (see run_folder.EpochFiles)."""
-        with self.saved_generator() as generator:
-            record = self.files.write(epoch, self.global_step, generator, self.last.get("x_pos"), save_generator)
+        try:
+            with self.saved_generator() as generator:
+                record = self.files.write(epoch, self.global_step, generator, self.last.get("x_pos"),
+                                          save_generator)
+        except Abandoned:
+            print0(self.ctx, f"epoch {epoch}: evaluation abandoned for {signal.Signals(self.stop.signum).name}; "
+                             "this epoch has no metrics", file=sys.stderr)
+            return
         if record is not None:
             numbers = {key: value for key, value in record.items() if key in self.files.metrics.keys}
             self.add_scalars({f"metrics/{key}": value for key, value in numbers.items()})
@@ -389,9 +416,16 @@ class Trainer:
         stopping, last = args.stop_after_epoch == epoch, epoch == args.num_epoch
         if self.ctx.is_main:
             self.write_epoch_files(epoch, epoch % args.save_ckpt_every == 0 or last)
+        if self.stop_agreed():  # a signal during the epoch's files (an evaluation drops out for it)
+            self.interrupted()
         if (args.save_content and (epoch % args.save_content_every == 0 or last)) or stopping:
             self.save_content()
         return stopping
+
+    def stop_agreed(self):
+        """Whether any process has received a stop signal (collective)."""
+        flag = torch.tensor([float(self.stop.requested)], device=self.ctx.device)
+        return all_reduce(flag, self.ctx).item() > 0
 
     def interrupted(self):
         """Save content.pth after a signal and stop every process with 128 + signal number."""
@@ -449,7 +483,8 @@ def prepare_metrics(trainer):
         from metrics import MetricError
 
         try:
-            trainer.files.metrics = run_metrics(trainer)
+            with rng.untouched(trainer.ctx.device):  # building networks draws; a resumed run must not
+                trainer.files.metrics = run_metrics(trainer)
         except (MetricError, OSError, ValueError) as err:
             message = str(err).strip().splitlines()[-1]
     failed = all_reduce(torch.tensor([float(message is not None)], device=trainer.ctx.device), trainer.ctx)
@@ -462,7 +497,7 @@ def run_metrics(trainer):
 
     args = trainer.args
     return TrainingMetrics(args, trainer.folder, trainer.ctx.device, trainer.epoch,
-                           lambda: datasets_prep.get_dataset(args, train=False))
+                           lambda: datasets_prep.get_dataset(args, train=False), trainer.stop.abandoning)
 
 
 def os_error_line(err):
