@@ -86,8 +86,9 @@ class TrainingMetrics:
         """Sample, score, record; keep netG_best.pth.  Returns the record (a dict)."""
         start = time.perf_counter()
         sampler = sampling.Sampler(generator, config, self.device)
-        # The training RNG is untouched: a DataLoader draws a seed from it even in the scoring.
-        with self.interruptible(), rng.untouched(self.device):
+        # The training RNG is untouched: a DataLoader draws a seed from it even in the scoring.  (The
+        # interruptible block ends first, so that no signal can break off restoring the RNG states.)
+        with rng.untouched(self.device), self.interruptible():
             samples = sampling.sample_array(sampler, self.args.metrics_samples, self.args.metrics_batch_size,
                                             self.args.seed)
             numbers = self.evaluator(samples)
