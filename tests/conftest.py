@@ -18,12 +18,11 @@ import torch
 
 import train_ddgan
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
+from tests.fixtures import compact
 from utils.flags import add_common_flags, add_model_flags, model_config, namespace, resolve_model_flags
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DDGAN_SHARED", REPO.parent / "shared"))
-REFERENCE_PT = SHARED / "reference" / "ddgan_reference.pt"
-REFERENCE_LAYOUT = SHARED / "reference" / "official_checkpoint_layout.json"
 WEIGHTS_VARIABLES = ("DDGAN_INCEPTION_WEIGHTS", "FID_WEIGHTS_PATH")  # where a user may point at Inception weights
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -31,10 +30,9 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 @pytest.fixture(scope="session")
 def reference():
-    """The numbers produced by the reference implementation (see shared/reference/README.md)."""
-    if not REFERENCE_PT.is_file():
-        pytest.skip(f"reference fixtures not found at {REFERENCE_PT} (set DDGAN_SHARED)")
-    return torch.load(REFERENCE_PT, weights_only=True)
+    """The numbers produced by the reference implementation (see shared/reference/README.md), rebuilt
+    from their compact copy in tests/fixtures."""
+    return compact.load_reference()
 
 
 def rel_error(actual, expected):

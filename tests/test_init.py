@@ -1,7 +1,8 @@
 """A run from scratch starts where the reference starts (shared/reference/ddgan_init.pt).
 
 ``torch.manual_seed(seed)``, then ``NCSNpp(config)``, then ``Discriminator_{kind}(...)`` must
-give the reference's tensors exactly, and leave the CPU RNG where the reference left it.
+give the reference's tensors exactly, and leave the CPU RNG where the reference left it.  Exactly:
+through the SHA-256 of each tensor's bytes (tests/fixtures/init_digests.json), not the tensors.
 """
 
 import argparse
@@ -13,34 +14,29 @@ import torch.nn as nn
 from score_sde import legacy
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from tests.conftest import SHARED, tiny_args
+from tests.conftest import tiny_args
+from tests.fixtures.compact import load_init_cases, tensor_digest
 from utils import training
 from utils.distributed import Context
 from utils.rng import seed_everything
 
-INIT_PT = SHARED / "reference" / "ddgan_init.pt"
 DISCRIMINATORS = {"small": Discriminator_small, "large": Discriminator_large}
 
 
-def cases():
-    if not INIT_PT.is_file():
-        pytest.skip(f"initialisation fixture not found at {INIT_PT} (set DDGAN_SHARED)")
-    return torch.load(INIT_PT, weights_only=True)["cases"]
-
-
 def assert_same_tensors(ours, theirs):
+    """``ours`` (tensors) bit-equal to ``theirs`` (their tensor_digests)."""
     assert ours.keys() == theirs.keys()
-    different = [key for key in theirs if not torch.equal(ours[key], theirs[key])]
+    different = [key for key in theirs if tensor_digest(ours[key]) != theirs[key]]
     assert not different, f"{len(different)} tensors differ, e.g. {different[:5]}"
 
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_seeded_initialisation_equals_the_reference(index):
-    case = cases()[index]
+    case = load_init_cases()[index]
     torch.manual_seed(case["seed"])
     generator = NCSNpp(argparse.Namespace(**case["config"]))
     disc = DISCRIMINATORS[case["d_kind"]](**case["d_args"], act=nn.LeakyReLU(0.2))
-    assert torch.equal(torch.get_rng_state(), case["rng_after"])
+    assert tensor_digest(torch.get_rng_state()) == case["rng_after"]
     assert_same_tensors(legacy.reference_state_dict(generator), case["G"])
     assert_same_tensors(disc.state_dict(), case["D"])
 
@@ -59,7 +55,7 @@ def training_flags(case):
 def test_train_ddgan_builds_the_reference_initialisation():
     """The training script's own path (seed + rank, data set, then G and D), for the cases whose
     discriminator is the one the script picks for their image size."""
-    usable = [case for case in cases() if case["d_kind"] == "small"
+    usable = [case for case in load_init_cases() if case["d_kind"] == "small"
               and case["config"]["image_size"] <= training.SMALL_D_MAX_SIZE]
     assert usable
     for case in usable:

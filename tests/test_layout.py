@@ -1,7 +1,7 @@
-"""The released checkpoints' key layouts and parameter counts (shared/reference/official_checkpoint_layout.json)."""
+"""The released checkpoints' key layouts and parameter counts (shared/reference/official_checkpoint_layout.json,
+copied to tests/fixtures)."""
 
 import argparse
-import json
 
 import pytest
 import torch
@@ -9,7 +9,7 @@ import torch
 from score_sde import legacy
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from tests.conftest import REFERENCE_LAYOUT
+from tests.fixtures.compact import load_layout
 from utils import checkpoint
 
 PARAMETER_COUNTS = {"cifar10": 48_432_515, "celeba_256": 39_726_979, "lsun": 39_726_979,
@@ -18,9 +18,7 @@ PARAMETER_COUNTS = {"cifar10": 48_432_515, "celeba_256": 39_726_979, "lsun": 39_
 
 @pytest.fixture(scope="module")
 def layout():
-    if not REFERENCE_LAYOUT.is_file():
-        pytest.skip(f"layout file not found at {REFERENCE_LAYOUT}")
-    return json.loads(REFERENCE_LAYOUT.read_text())
+    return load_layout()
 
 
 def shapes(state_dict):

@@ -1,4 +1,5 @@
-"""Agreement with the numbers of the reference implementation (shared/reference)."""
+"""Agreement with the numbers of the reference implementation (shared/reference, through its compact copy
+in tests/fixtures)."""
 
 import argparse
 
@@ -7,7 +8,8 @@ import torch
 
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from tests.conftest import rel_error
+from tests.conftest import SHARED, rel_error
+from tests.fixtures import make_reference_fixture
 from utils import diffusion
 
 NETWORK_TOL = 1e-4
@@ -91,3 +93,10 @@ def test_seeded_sampling(reference):
     coeff = diffusion.Posterior_Coefficients(args, "cpu")
     out = diffusion.sample_from_model(coeff, generator, args.num_timesteps, x_init, args.num_timesteps, args)
     assert rel_error(out, entry["out"]) < NETWORK_TOL
+
+
+@pytest.mark.skipif(not (SHARED / "reference").is_dir(), reason=f"no shared reference at {SHARED} (set DDGAN_SHARED)")
+def test_compact_fixture_rebuilds_the_shared_reference():
+    """The committed copy is not stale: it rebuilds shared/reference bit for bit (if not, rerun
+    ``python -m tests.fixtures.make_reference_fixture --shared SHARED``)."""
+    assert make_reference_fixture.stale(SHARED / "reference") == []
