@@ -17,7 +17,7 @@ a time writes a --sample_dir (an advisory lock, utils.locks).
 import sys
 
 from metrics import Evaluator, MetricError
-from utils import checkpoint, outputs, sampling
+from utils import checkpoint, outputs, sampling, signals
 from utils.argtypes import ArgumentParser
 from utils.flags import MODEL_KEYS, add_common_flags, add_model_flags, add_performance_flags, resolve_model_flags
 from utils.sample_flags import add_sample_flags, check_output_paths, grid_path, real_side, resolve_sample_flags
@@ -111,9 +111,14 @@ def run(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        run(args)
+        with signals.raising():
+            run(args)
     except (checkpoint.CheckpointError, outputs.OutputError, MetricError, OSError) as err:
         sys.exit(f"test_ddgan.py: error: {err}")
+    except signals.Stopped as stop:
+        print(f"test_ddgan.py: stopped by {stop}: nothing more is written (a sample folder being written keeps "
+              f"\"complete\": false in its {outputs.MANIFEST_NAME}); run the command again", file=sys.stderr)
+        sys.exit(stop.code)
 
 
 if __name__ == "__main__":

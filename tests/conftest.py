@@ -8,7 +8,9 @@ parametrize list, a table of cases, a helper outside a test) import the plain na
 
 import argparse
 import hashlib
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +35,23 @@ def reference():
     """The numbers produced by the reference implementation (see shared/reference/README.md), rebuilt
     from their compact copy in tests/fixtures."""
     return compact.load_reference()
+
+
+def assert_same(a, b, where="content"):
+    """Equal nested structures (dicts, lists, tensors bit for bit, NaN equal to NaN); ``where`` names a
+    difference."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), where
 
 
 def rel_error(actual, expected):
@@ -178,6 +197,16 @@ def run_commands(*commands, cwd=REPO, env=None):
     """Run several command lines, each ``(command, *argv)``, at once (interpreter start-up dominates
     short ones); their CompletedProcesses in order."""
     return [finish(process) for process in [start_command(*command, cwd=cwd, env=env) for command in commands]]
+
+
+PROGRESS_BAR = re.compile(r"\d+%\|")  # tqdm's "desc:  40%|████      | 2/5 [...]"
+
+
+def visible_lines(text):
+    """The lines a terminal would show for ``text`` (after each carriage return, the last text wins),
+    without blank lines and progress bars."""
+    lines = (line.split("\r")[-1].strip() for line in text.split("\n"))
+    return [line for line in lines if line and not PROGRESS_BAR.search(line)]
 
 
 def one_error_line(result, code=None, notices=False):

@@ -8,12 +8,16 @@ tests/_train_ddp_worker.py).
 
 import argparse
 import datetime
+import os
+import signal
+import socket
+import time
 
 import pytest
 import torch
 
 from tests import _train_ddp_worker as worker
-from tests.conftest import REPO, make_trainer, run_command, tiny_args
+from tests.conftest import REPO, finish, make_trainer, run_command, start_command, tiny_args, visible_lines
 from utils import checkpoint, distributed
 from utils.distributed import Context
 
@@ -107,3 +111,90 @@ def test_ddp_replicas_agree_and_average_gradients(tmp_path):
             single.train_step(worker.interleave(batches[0, step], batches[1, step]))
         ours, theirs = worker.snapshot(single), rank0["after"][step]
         _assert_close(ours, theirs, ("G.grad", "D.grad", "G", "D", "EMA"))
+
+
+# ----------------------------------------------------------------------------- several nodes
+
+def node_command(tmp_path, tiny_train, node_rank, port, *extra):
+    """train_ddgan.py as one of two nodes on this machine (the reference's launch flags, gloo)."""
+    return ("train_ddgan.py", *tiny_train, "--save_dir", tmp_path, "--num_proc_node", 2, "--node_rank", node_rank,
+            "--master_address", "127.0.0.1", "--master_port", port, "--save_content", "--save_content_every", 1,
+            *extra)
+
+
+def run_dir(tmp_path):
+    return tmp_path / "dd_gan" / "stacked_digits" / "experiment_cifar_default"
+
+
+def test_two_nodes_train_an_epoch_and_say_whom_they_wait_for(tmp_path, tiny_train):
+    port = distributed.free_port("127.0.0.1")
+    node0, node1 = (start_command(*node_command(tmp_path, tiny_train, rank, port, "--num_epoch", 1,
+                                                "--max_iters_per_epoch", 2), cwd=tmp_path) for rank in (0, 1))
+    results = [finish(node0), finish(node1)]
+    assert [result.returncode for result in results] == [0, 0], [result.stderr[-2000:] for result in results]
+    assert f"node 0: waiting for the other 1 process of the run at 127.0.0.1:{port}" in results[0].stderr
+    assert f"node 1: waiting for node 0 of the run at 127.0.0.1:{port}" in results[1].stderr
+    saved = checkpoint.load_content(run_dir(tmp_path) / "content.pth")
+    assert (saved["world_size"], saved["epoch"], saved["global_step"]) == (2, 2, 4)
+
+
+def test_torchrun_with_two_nodes_trains_an_epoch(tmp_path, tiny_train):
+    port = distributed.free_port("127.0.0.1")
+    nodes = [start_command("-m torch.distributed.run", "--nnodes", 2, "--nproc_per_node", 1, "--node_rank", rank,
+                           "--master_addr", "127.0.0.1", "--master_port", port, REPO / "train_ddgan.py", *tiny_train,
+                           "--save_dir", tmp_path, "--num_epoch", 1, "--max_iters_per_epoch", 2, "--save_content",
+                           cwd=tmp_path) for rank in (0, 1)]
+    results = [finish(node, timeout=300) for node in nodes]
+    assert [result.returncode for result in results] == [0, 0], [result.stderr[-2000:] for result in results]
+    saved = checkpoint.load_content(run_dir(tmp_path) / "content.pth")
+    assert (saved["world_size"], saved["epoch"]) == (2, 2)
+
+
+@pytest.mark.parametrize("node_rank", [0, 1])
+def test_a_node_whose_peer_never_comes_stops_with_one_line(tmp_path, tiny_train, node_rank):
+    port = distributed.free_port("127.0.0.1")
+    result = run_command(*node_command(tmp_path, tiny_train, node_rank, port, "--join_timeout", 3), cwd=tmp_path)
+    lines = visible_lines(result.stderr)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 2 and lines[0].startswith(f"node {node_rank}: waiting for "), result.stderr
+    expected = "did not all arrive at" if node_rank == 0 else "no answer from node 0 at"
+    assert expected in lines[1] and "within 3 s" in lines[1], lines[1]
+
+
+@pytest.mark.parametrize("victim", [0, 1])
+def test_a_killed_node_stops_the_other_with_one_line_and_both_resume(tmp_path, tiny_train, victim):
+    port = distributed.free_port("127.0.0.1")
+    nodes = [start_command(*node_command(tmp_path, tiny_train, rank, port, "--num_epoch", 1000), cwd=tmp_path)
+             for rank in (0, 1)]
+    content = run_dir(tmp_path) / "content.pth"
+    deadline = time.monotonic() + 240
+    while not content.exists() or checkpoint.load_content(content)["epoch"] < 2:
+        assert time.monotonic() < deadline and all(node.poll() is None for node in nodes), "no progress"
+        time.sleep(0.2)
+    os.killpg(nodes[victim].pid, signal.SIGKILL)
+    survivor = finish(nodes[1 - victim], timeout=120)
+    finish(nodes[victim])
+    assert survivor.returncode == 1, survivor.stderr[-2000:]
+    lines = [line for line in visible_lines(survivor.stderr) if not line.startswith(f"node {1 - victim}: waiting")]
+    assert len(lines) == 1 and lines[0].startswith("error: lost contact with another process of the run ("), lines
+    assert "--resume" in lines[0] and "Traceback" not in survivor.stderr
+    last = checkpoint.load_content(content)["epoch"]
+    resumed = [start_command(*node_command(tmp_path, tiny_train, rank, port, "--num_epoch", 1000, "--resume",
+                                           "--stop_after_epoch", last), cwd=tmp_path) for rank in (0, 1)]
+    results = [finish(node) for node in resumed]
+    assert [result.returncode for result in results] == [0, 0], [result.stderr[-2000:] for result in results]
+    assert checkpoint.load_content(content)["epoch"] == last + 1
+
+
+def test_the_port_check_accepts_a_port_that_torch_can_bind(tmp_path, tiny_train):
+    """A port whose last connection lingers (TIME_WAIT, as after a killed run) is bound with SO_REUSEADDR,
+    as torch's store binds it; a port with a listener is still refused."""
+    args = tiny_args("--num_proc_node", 2, "--master_port", distributed.free_port("127.0.0.1"))
+    with socket.create_server(("127.0.0.1", args.master_port)) as server:
+        client = socket.create_connection(("127.0.0.1", args.master_port))
+        accepted, _ = server.accept()
+        accepted.close()  # the side that closes first keeps the port in TIME_WAIT
+        client.close()
+    distributed.check_port(args)  # no error
+    with socket.create_server(("127.0.0.1", args.master_port)), pytest.raises(ValueError, match="cannot be opened"):
+        distributed.check_port(args)

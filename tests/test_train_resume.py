@@ -17,7 +17,7 @@ import torch
 
 import train_ddgan
 from tests._data_formats import random_images, write_image_folder, write_pngs
-from tests.conftest import TINY_TRAIN, finish, one_error_line, run_command, start_command
+from tests.conftest import TINY_TRAIN, assert_same, finish, one_error_line, run_command, start_command
 from utils import checkpoint, training
 from utils.loss import DDGANLoss
 from utils.rng import rng_state, set_rng_state
@@ -53,22 +53,6 @@ def uninterrupted(images, tmp_path_factory):
     save_dir = tmp_path_factory.mktemp("uninterrupted")
     train_ddgan.main(argv(images, save_dir))
     return save_dir
-
-
-def assert_same(a, b, where="content"):
-    """Equal nested structures, tensors bit for bit."""
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}[{key!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), where
 
 
 def assert_same_run(ours, theirs):

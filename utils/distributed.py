@@ -15,15 +15,26 @@ NCCL with one GPU per process when CUDA is used, gloo on the CPU.
 import contextlib
 import datetime
 import os
-import signal
+import re
 import socket
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from utils import signals
+
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+class JoinFailed(RuntimeError):
+    """The processes of a run did not all meet within --join_timeout (one line, with the fix)."""
+
+
+class PeerLost(RuntimeError):
+    """A collective failed: another process of the run has stopped, or can no longer be reached."""
 
 
 @dataclass(frozen=True)
@@ -76,10 +87,12 @@ def check_devices(args):
 def check_port(args):
     """ValueError with the fix when this node must open --master_port and it is taken.
 
-    Only node 0 of the reference's launch opens the port (torchrun opens its own)."""
+    Only node 0 of the reference's launch opens the port (torchrun opens its own).  Bound as torch's
+    store binds it (SO_REUSEADDR), so a port whose last connections linger after a run is not refused."""
     if torchrun_ranks() is not None or args.node_rank != 0 or args.master_port == 0 or planned_world_size(args) == 1:
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((args.master_address, args.master_port))
         except OSError as err:
@@ -113,16 +126,39 @@ def process_group_timeout(args):
     return METRICS_TIMEOUT if getattr(args, "metrics", None) else None
 
 
-def setup(rank, local_rank, world_size, device_flag, timeout=None):
+def meet(rank, world_size, node, join_timeout):
+    """The store through which the processes of a run find each other at MASTER_ADDR:MASTER_PORT
+    (hosted by rank 0).  With several nodes, each node's first process says whom it waits for, where
+    and for how long; JoinFailed (one line) when they have not all come after ``join_timeout`` s."""
+    address, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    nodes, node_rank, first_on_node = node
+    if nodes > 1 and first_on_node:
+        whom = f"the other {world_size - 1} process{'es' * (world_size > 2)}" if rank == 0 else "node 0"
+        print(f"node {node_rank}: waiting for {whom} of the run at {address}:{port} (up to {join_timeout} s, "
+              "--join_timeout)", file=sys.stderr, flush=True)
+    try:
+        return dist.TCPStore(address, port, world_size, is_master=rank == 0, wait_for_workers=True,
+                             timeout=datetime.timedelta(seconds=join_timeout))
+    except (RuntimeError, TimeoutError) as err:
+        if rank == 0:
+            raise JoinFailed(f"node {node_rank}: the run's {world_size} processes did not all arrive at {address}:"
+                             f"{port} within {join_timeout} s: start every node (--node_rank 0..{nodes - 1}) with "
+                             "the same --num_proc_node/--num_process_per_node/--master_address/--master_port") from err
+        raise JoinFailed(f"node {node_rank}: no answer from node 0 at {address}:{port} within {join_timeout} s: "
+                         "start node 0 (--node_rank 0), or check --master_address/--master_port") from err
+
+
+def setup(rank, local_rank, world_size, device_flag, timeout=None, store=None):
     """Pick the device and join the process group (none for one process); ``timeout`` of its
-    collectives (None: torch's default)."""
+    collectives (None: torch's default); ``store``: where the processes meet (None: torchrun's)."""
     device = process_device(device_flag, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size,
-                                device_id=device if device.type == "cuda" else None, timeout=timeout)
+        where = {"store": store} if store is not None else {"init_method": "env://"}
+        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timeout,
+                                device_id=device if device.type == "cuda" else None, **where)
     return Context(rank, local_rank, world_size, device)
 
 
@@ -131,8 +167,14 @@ def cleanup(ctx):
         dist.destroy_process_group()
 
 
-def _run(rank, local_rank, world_size, fn, args):
-    ctx = setup(rank, local_rank, world_size, args.device, process_group_timeout(args))
+def _run(rank, local_rank, world_size, fn, args, node=None):
+    """``fn(ctx, args)`` in a process of the run; ``node`` (nodes, node rank, first process of the node)
+    for the reference's launch, whose processes meet through ``meet`` (torchrun's through its store)."""
+    try:
+        store = None if node is None else meet(rank, world_size, node, args.join_timeout)
+    except JoinFailed as err:
+        raise SystemExit(str(err) if node[2] else 1) from None
+    ctx = setup(rank, local_rank, world_size, args.device, process_group_timeout(args), store)
     try:
         return fn(ctx, args)
     finally:
@@ -143,38 +185,52 @@ def _spawned(local_rank, fn, args):
     """Entry of a process started by ``launch``: its global rank from the node's."""
     args.local_rank = local_rank
     rank = args.node_rank * args.num_process_per_node + local_rank
-    _run(rank, local_rank, args.num_proc_node * args.num_process_per_node, fn, args)
+    _run(rank, local_rank, args.num_proc_node * args.num_process_per_node, fn, args,
+         node=(args.num_proc_node, args.node_rank, local_rank == 0))
 
 
-@contextlib.contextmanager
-def _forwarding_signals(context):
-    """Pass SIGINT/SIGTERM on to the children, which save and stop on their own."""
+def _spawn(fn, args):
+    """Start ``--num_process_per_node`` processes and wait; exit with a failing child's code.
+
+    A stop signal (to this process alone, or to the whole group) is passed on to the children,
+    which save and stop on their own; this process then exits as they do."""
+    port = args.master_port or free_port(args.master_address)
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = args.master_address, str(port)
+    # torch's C++ side logs a failed connection with a stack dump; the processes here say it in one line
+    # (TORCH_CPP_LOG_LEVEL=INFO or WARNING on the command line brings those logs back)
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
+    context = mp.start_processes(_spawned, args=(fn, args), nprocs=args.num_process_per_node,
+                                 join=False, start_method="spawn")
+    received = []
 
     def forward(signum, frame):
+        received.append(signum)
         for pid in context.pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _spawn(fn, args):
-    """Start ``--num_process_per_node`` processes and wait; exit with a failing child's code."""
-    port = args.master_port or free_port(args.master_address)
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = args.master_address, str(port)
-    context = mp.start_processes(_spawned, args=(fn, args), nprocs=args.num_process_per_node,
-                                 join=False, start_method="spawn")
-    try:
-        with _forwarding_signals(context):
+        with signals.handled(forward):
             while not context.join():
                 pass
     except mp.ProcessExitedException as err:
-        raise SystemExit(err.exit_code if err.exit_code and err.exit_code > 0 else 1) from None
+        raise SystemExit(_exit_status(err.exit_code, received)) from None
+
+
+def _exit_status(child_code, received):
+    """This process's exit status from a failed child's: its own, or 128 + the signal that killed it
+    (a child still starting when a stop signal came: nothing to save yet; said in one line)."""
+    if child_code is not None and child_code > 0:
+        return child_code
+    signum = -child_code if child_code is not None and child_code < 0 else None
+    if signum is None and received:
+        signum = received[0]
+    if signum is None:
+        return 1
+    if signum in signals.STOP_SIGNALS:
+        print(f"stopped by {signals.signal_name(signum)} while the processes were starting: nothing to save yet",
+              file=sys.stderr, flush=True)
+    return signals.exit_code(signum)
 
 
 def launch(fn, args):
@@ -188,16 +244,42 @@ def launch(fn, args):
     return _spawn(fn, args)
 
 
+def _collective(operation, *args, **kwargs):
+    """Run a torch.distributed collective; its failure (a peer stopped or unreachable) as PeerLost."""
+    try:
+        return operation(*args, **kwargs)
+    except (RuntimeError, dist.DistError) as err:
+        raise PeerLost(failure_detail(err)) from err
+
+
+# What the backends say when a peer process has gone (DDP's gradient all-reduce raises plain RuntimeErrors).
+PEER_FAILURE_MARKERS = ("gloo/transport", "Connection closed by peer", "Connection reset by peer", "NCCL")
+
+
+def is_peer_failure(err):
+    """Whether ``err`` says that a collective failed because another process of the run is gone."""
+    if isinstance(err, (PeerLost, dist.DistError)):
+        return True
+    return isinstance(err, RuntimeError) and any(marker in str(err) for marker in PEER_FAILURE_MARKERS)
+
+
+def failure_detail(err):
+    """The gist of a backend's error: its first line, without gloo's source location and advice."""
+    line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    line = re.sub(r"^\[[^\]]*\.(cc|cpp):\d+\] ", "", line)
+    return line.split(". This is typically")[0]
+
+
 def barrier(ctx):
     """Wait for every process (no-op for one process)."""
     if ctx.distributed:
-        dist.barrier()
+        _collective(dist.barrier)
 
 
 def all_reduce(tensor, ctx, op="sum"):
     """In-place all-reduce of ``tensor`` (``op`` sum or max); unchanged for one process."""
     if ctx.distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        _collective(dist.all_reduce, tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return tensor
 
 
@@ -206,7 +288,7 @@ def gather_objects(obj, ctx):
     if not ctx.distributed:
         return [obj]
     objects = [None] * ctx.world_size
-    dist.all_gather_object(objects, obj)
+    _collective(dist.all_gather_object, objects, obj)
     return objects
 
 

@@ -18,13 +18,14 @@ def r1_penalty(d_out, x, scaler=None):
     """Mean over the batch of ||d sum(d_out) / dx||^2, keeping the graph for backward.
 
     With an active fp16 GradScaler the gradient is taken of the scaled sum (so it does not
-    underflow) and unscaled before squaring.
+    underflow) and unscaled before squaring; the scale stays a device tensor (``scaler.scale``):
+    reading it as a number would wait for the device.
     """
-    scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else None
-    total = d_out.sum() if scale is None else d_out.sum() * scale
+    scaled = scaler is not None and scaler.is_enabled()
+    total = scaler.scale(d_out.sum()) if scaled else d_out.sum()
     (grad,) = torch.autograd.grad(outputs=total, inputs=x, create_graph=True)
-    if scale is not None:
-        grad = grad.float() / scale
+    if scaled:
+        grad = grad.float() / scaler.scale(torch.ones((), device=grad.device))
     return (grad.reshape(grad.size(0), -1).norm(2, dim=1) ** 2).mean()
 
 

@@ -20,6 +20,7 @@ import torch
 from utils import checkpoint, outputs, rng
 from utils.flags import MODEL_KEYS
 from utils.locks import FolderLock
+from utils.sampling import Sampler, write_grid
 from utils.train_flags import RUN_FLAGS
 
 CONTENT = "content.pth"
@@ -27,8 +28,8 @@ LOCK = ".lock"
 ARGS_JSON = "args.json"
 # Flags that belong to one invocation, never taken from the run by --resume.
 PER_INVOCATION = ("exp", "dataset", "save_dir", "resume", "dry_run", "stop_after_epoch", "max_iters_per_epoch",
-                  "local_rank", "node_rank", "master_address", "master_port", "device", "num_process_per_node",
-                  "num_proc_node", "num_workers", "log_every")
+                  "local_rank", "node_rank", "master_address", "master_port", "join_timeout", "device",
+                  "num_process_per_node", "num_proc_node", "num_workers", "log_every")
 
 
 def run_dir(args):
@@ -61,10 +62,35 @@ def check_not_inside_data(folder, args):
 
 
 def check_fresh(folder):
-    """A new run must not overwrite one."""
-    if os.path.exists(os.path.join(folder, CONTENT)) or glob.glob(os.path.join(folder, "netG_*.pth")):
+    """A new run must not overwrite one; the message says how this one can go on, if it can."""
+    if os.path.exists(os.path.join(folder, CONTENT)):
         raise ValueError(f"{folder} already holds a run: pass --resume to continue it, "
                          "or choose another --exp or --save_dir")
+    generators = sorted(glob.glob(os.path.join(folder, "netG_*.pth")))
+    if generators:
+        raise ValueError(f"{folder} holds generators ({os.path.basename(generators[0])}, ...) but no {CONTENT}: "
+                         f"{_no_content_reason(folder)}; it cannot be resumed: choose another --exp or --save_dir, "
+                         "or remove that folder to start it again")
+
+
+def _no_content_reason(folder):
+    """Why a run folder has generators but no content.pth, read from its args.json."""
+    try:
+        with open(os.path.join(folder, ARGS_JSON)) as handle:
+            saved = json.load(handle).get("save_content")
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    if saved is False:
+        return "it was trained without --save_content"
+    return "it was stopped before its first save"
+
+
+def check_resumable(folder):
+    """--resume needs a content.pth; without one, say why and what to do instead."""
+    if os.path.exists(os.path.join(folder, CONTENT)) or not glob.glob(os.path.join(folder, "netG_*.pth")):
+        return
+    raise ValueError(f"{folder} has no {CONTENT} to resume from ({_no_content_reason(folder)}): start a new run "
+                     "with another --exp (and --save_content), or remove that folder to start it again")
 
 
 def _same(given, stored):
@@ -87,10 +113,17 @@ def resume_flags(args, explicit, content):
     for key, value in stored.items():
         if key in vars(args) and key not in explicit and key not in PER_INVOCATION:
             setattr(args, key, value)
-    if args.num_epoch < content["epoch"]:
-        raise ValueError(f"the run has already finished epoch {content['epoch'] - 1}, so --num_epoch "
-                         f"{args.num_epoch} leaves nothing to train: pass a larger --num_epoch to train on")
     return args
+
+
+def check_left_to_do(folder, args, content):
+    """--resume of a run that has trained its last epoch: allowed only while that epoch's files are not
+    all written (say an evaluation was stopped); else a ValueError naming the fix."""
+    last = content["epoch"] - 1
+    if args.num_epoch > last or content["iteration"] != 0 or missing_epoch_files(folder, args, last):
+        return
+    raise ValueError(f"the run has already finished epoch {last}, so --num_epoch {args.num_epoch} leaves "
+                     "nothing to train: pass a larger --num_epoch to train on")
 
 
 # ----------------------------------------------------------------------------- the lock
@@ -116,13 +149,38 @@ def write_args(folder, args):
     checkpoint.atomic_write(os.path.join(folder, ARGS_JSON), lambda f: f.write(text.encode()))
 
 
-def save_image(folder, images, name):
-    """A grid of (B, C, H, W) images in [-1, 1] (clamped), 8 per row, written atomically."""
-    from torchvision.utils import save_image as write_grid
+def grid_name(epoch):
+    return f"sample_discrete_epoch_{epoch}.png"
 
-    from utils.sampling import to_unit
 
-    checkpoint.atomic_write(os.path.join(folder, name), lambda f: write_grid(to_unit(images), f, format="png"))
+def generator_name(epoch):
+    return f"netG_{epoch}.pth"
+
+
+def generator_due(args, epoch):
+    """netG_{epoch}.pth every --save_ckpt_every epochs, as the reference, and after the last."""
+    return epoch % args.save_ckpt_every == 0 or epoch == args.num_epoch
+
+
+def metrics_due(args, epoch):
+    """An evaluation every --metrics_every epochs and after the last (with --metrics)."""
+    return bool(args.metrics) and (epoch % args.metrics_every == 0 or epoch == args.num_epoch)
+
+
+def epoch_files_due(args, epoch):
+    """What the end of ``epoch`` writes: "grid", "generator", "metrics"."""
+    return ["grid", *["generator"] * generator_due(args, epoch), *["metrics"] * metrics_due(args, epoch)]
+
+
+def missing_epoch_files(folder, args, epoch):
+    """The files due at the end of ``epoch`` that ``folder`` lacks (an evaluation: no metrics.jsonl line)."""
+    from utils.train_metrics import METRICS_JSONL, read_records
+
+    present = {"grid": os.path.exists(os.path.join(folder, grid_name(epoch))),
+               "generator": os.path.exists(os.path.join(folder, generator_name(epoch))),
+               "metrics": any(record.get("epoch") == epoch
+                              for record in read_records(os.path.join(folder, METRICS_JSONL)))}
+    return [part for part in epoch_files_due(args, epoch) if not present[part]]
 
 
 class EpochFiles:
@@ -135,19 +193,22 @@ class EpochFiles:
     def __init__(self, folder, args, config, device, metrics=None):
         self.folder, self.args, self.config, self.device, self.metrics = folder, args, config, device, metrics
 
-    def write(self, epoch, step, generator, x_pos=None, save_generator=False):
-        """``generator``: the weights to save (EMA with --use_ema).  Returns the metrics record or None."""
+    def write(self, epoch, step, generator, x_pos=None, parts=None):
+        """``generator``: the weights to save (EMA with --use_ema); ``parts``: what to write (default:
+        everything due, see ``epoch_files_due``).  Returns the metrics record or None."""
+        parts = epoch_files_due(self.args, epoch) if parts is None else parts
         if epoch % self.XPOS_EVERY == 0 and x_pos is not None:
-            save_image(self.folder, x_pos, f"xpos_epoch_{epoch}.png")
-        name = f"netG_{epoch}.pth" if save_generator else None
+            write_grid(x_pos, os.path.join(self.folder, f"xpos_epoch_{epoch}.png"))
+        name = generator_name(epoch) if generator_due(self.args, epoch) else None
         was_training = generator.training
         generator.eval()
         try:
-            self.grid(generator, epoch)
-            if name is not None:
+            if "grid" in parts:
+                self.grid(generator, epoch)
+            if "generator" in parts:
                 with disk_errors(name):
                     checkpoint.save_generator(os.path.join(self.folder, name), generator, self.config, epoch=epoch)
-            if self.metrics is not None and self.metrics.due(epoch):
+            if "metrics" in parts and self.metrics is not None:
                 return self.metrics.evaluate(generator, self.config, epoch, step, name)
             return None
         finally:
@@ -155,12 +216,10 @@ class EpochFiles:
 
     def grid(self, generator, epoch):
         """The seeded grid, drawn with the training RNG untouched."""
-        from utils.sampling import Sampler
-
         sampler = Sampler(generator, self.config, self.device)
         with rng.untouched(self.device), disk_errors("the sample grid"):
             torch.manual_seed(self.args.seed)
-            save_image(self.folder, sampler(self.args.batch_size), f"sample_discrete_epoch_{epoch}.png")
+            write_grid(sampler(self.args.batch_size), os.path.join(self.folder, grid_name(epoch)))
 
 
 @contextlib.contextmanager

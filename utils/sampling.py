@@ -93,13 +93,19 @@ def sample_array(sampler, num_samples, batch_size, seed):
     return np.concatenate(list(sample_batches(sampler, num_samples, batch_size, seed)))
 
 
-def save_grid(sampler, batch_size, seed, path):
-    """One seeded batch as an image grid (8 per row) at ``path``."""
+def write_grid(images, path):
+    """(B, C, H, W) images in [-1, 1] (clamped) as a PNG grid, 8 per row, written atomically."""
     from torchvision.utils import save_image  # imported here: torchvision adds 1.5 s to every CLI start
 
+    from utils.checkpoint import atomic_write
+
+    atomic_write(path, lambda f: save_image(to_unit(images), f, format="png"))
+
+
+def save_grid(sampler, batch_size, seed, path):
+    """One seeded batch as an image grid (8 per row) at ``path``."""
     torch.manual_seed(seed)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_image(to_unit(sampler(batch_size)), path)
+    write_grid(sampler(batch_size), path)
 
 
 def time_sampling(sampler, batch_size, repeats, warmup):

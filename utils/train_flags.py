@@ -104,6 +104,9 @@ def add_distributed_flags(parser):
     g.add_argument("--master_port", type=port, default=6020,
                    help="TCP port on node 0 for the process group (the reference's fixed 6020; "
                         "0 picks a free one, single node only)")
+    g.add_argument("--join_timeout", type=positive_int, default=1800, metavar="SECONDS",
+                   help="how long the processes of a run wait for each other to start (default: 1800, as torch); "
+                        "each node says whom it waits for")
     g.add_argument("--device", type=device, default="auto",
                    help="auto (CUDA when available), cpu, cuda or cuda:N; with cuda each process uses the GPU "
                         "of its local rank (NCCL), cuda:N one process on GPU N; CPU processes meet through gloo")

@@ -69,9 +69,6 @@ class TrainingMetrics:
         self.records = [record for record in read_records(self.path) if record["epoch"] < start_epoch]
         self._rewrite()
 
-    def due(self, epoch):
-        return epoch % self.args.metrics_every == 0 or epoch == self.args.num_epoch
-
     def best(self):
         values = [record[self.key] for record in self.records]
         if not values:

@@ -12,14 +12,14 @@ Run folder ``{save_dir}/dd_gan/{dataset}/{exp}/`` (the reference's layout): ``ar
 ``netG_{e}.pth`` every ``save_ckpt_every`` epochs and after the last (EMA weights with
 --use_ema), ``content.pth`` every ``save_content_every`` epochs with --save_content,
 ``metrics.jsonl`` and ``netG_best.pth`` with --metrics, TensorBoard scalars under ``tb/``.
-Files are written atomically.  SIGINT/SIGTERM: every process finishes the current
+Files are written atomically.  SIGINT/SIGTERM/SIGHUP (also when sent to the whole process
+group, data-loader workers included: see utils.signals): every process finishes the current
 iteration (an evaluation in progress is abandoned), content.pth is saved, and the run exits
-with 128 + the signal number (130, 143).
+with 128 + the signal number (130, 143, 129).
 """
 
 import contextlib
 import os
-import signal
 import sys
 import time
 import warnings
@@ -28,13 +28,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
 import datasets_prep
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from utils import checkpoint, diffusion, distributed, performance, rng, run_folder
+from utils import checkpoint, diffusion, distributed, performance, rng, run_folder, signals
 from utils.distributed import all_reduce, barrier, print0
 from utils.ema import EMA
 from utils.flags import model_config, namespace
@@ -105,8 +105,10 @@ def prepare_run(args, explicit=()):
     """
     folder = run_folder.run_dir(args)
     if args.resume and not args.dry_run:
-        run_folder.resume_flags(args, set(explicit), checkpoint.load_content(os.path.join(folder, CONTENT),
-                                                                                 mmap=True))
+        run_folder.check_resumable(folder)
+        content = checkpoint.load_content(os.path.join(folder, CONTENT), mmap=True)
+        run_folder.resume_flags(args, set(explicit), content)
+        run_folder.check_left_to_do(folder, args, content)
     check_image_size(args)
     distributed.check_devices(args)
     distributed.check_port(args)
@@ -179,13 +181,38 @@ class EpochSampler(DistributedSampler):
         return self.num_samples - self.start
 
 
+class SeededItems(Dataset):
+    """``dataset`` whose item ``i`` of epoch ``e`` is drawn under its own seed (run seed, e, i): its
+    random augmentation (the flips, torch's RNG) is the same whichever process or loader worker
+    reads it, so a run resumed mid-epoch with any --num_workers sees the batches it would have."""
+
+    def __init__(self, dataset, seed):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derived_seed(self.seed, self.epoch, index))
+            return self.dataset[index]
+
+
 def make_loader(args, ctx, dataset):
-    """Batches of this rank's share; the loader's own generator (seeded per epoch in ``fit``) seeds
-    its workers, so the global RNG, which a resumed run restores, only sees the training draws."""
+    """Batches of this rank's share (``set_epoch`` on both before each epoch).  Workers are started
+    anew each epoch, ignore stop signals (utils.signals), and draw nothing from the global RNG."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if args.num_workers > cores:
+        print0(ctx, f"note: --num_workers {args.num_workers} loader processes on {cores} CPU cores; fewer may "
+                    "load faster", file=sys.stderr)
+    # torch says so again at every epoch's start, when its workers are started anew
+    warnings.filterwarnings("ignore", "This DataLoader will create", UserWarning)
     sampler = EpochSampler(dataset, ctx.world_size, ctx.rank, args.seed)
-    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
-                        pin_memory=ctx.device.type == "cuda", drop_last=True, generator=torch.Generator())
-    return loader, sampler
+    items = SeededItems(dataset, args.seed)
+    loader = signals.DataLoader(items, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
+                                pin_memory=ctx.device.type == "cuda", drop_last=True,
+                                generator=torch.Generator().manual_seed(args.seed))
+    return loader, sampler, items
 
 
 def set_requires_grad(model, flag):
@@ -193,58 +220,12 @@ def set_requires_grad(model, flag):
         param.requires_grad = flag
 
 
-class Abandoned(Exception):
-    """Raised by a signal inside ``StopRequest.abandoning()``: the work of that block is dropped."""
-
-
-class StopRequest:
-    """Within ``with``: remember a SIGINT/SIGTERM so that the loop can stop after the current
-    iteration; the previous handlers come back on exit.  Work that may be dropped (an evaluation
-    while training) runs in ``abandoning()``, where the signal interrupts it at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.signum = None
-        self.previous = {}
-        self._abandon = False
-
-    def __enter__(self):
-        self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-        if self._abandon:
-            self._abandon = False
-            raise Abandoned
-
-    @contextlib.contextmanager
-    def abandoning(self):
-        """Within: a signal (or one received before) raises Abandoned instead of waiting for the block."""
-        if self.requested:
-            raise Abandoned
-        self._abandon = True
-        try:
-            yield
-        finally:
-            self._abandon = False
-
-    @property
-    def requested(self):
-        return self.signum is not None
-
-
 # ----------------------------------------------------------------------------- the trainer
 
 class Trainer:
     """Models, optimisers, data and counters of one process; ``fit`` runs the epochs."""
 
-    def __init__(self, ctx, args, dataset):
+    def __init__(self, ctx, args, dataset, stop=None):
         self.ctx, self.args = ctx, args
         self.folder = run_folder.run_dir(args)
         self.config = model_config(args)
@@ -260,9 +241,11 @@ class Trainer:
         self.pos_coeff = diffusion.Posterior_Coefficients(args, ctx.device)
         self.loss = DDGANLoss(self.netG, self.netD, self.coeff, self.pos_coeff, args.num_timesteps, args.nz,
                               args.r1_gamma, args.lazy_reg, amp=args.amp, scaler=self.scaler)
-        self.loader, self.sampler = make_loader(args, ctx, dataset)
+        self.loader, self.sampler, self.items = make_loader(args, ctx, dataset)
         self.epoch, self.iteration, self.global_step = 0, 0, 0
-        self.stop = StopRequest()
+        self.saved_at = None  # (epoch, iteration) of the last content.pth written
+        self.abandoned = None  # the epoch whose evaluation a stop signal broke off
+        self.stop = signals.StopRequest() if stop is None else stop  # entered by the caller
         self.writer = None
         self.files = run_folder.EpochFiles(self.folder, args, self.config, ctx.device) if ctx.is_main else None
         self.last = {}
@@ -296,10 +279,11 @@ class Trainer:
 
     def reduced_stats(self, err_d, err_g, penalty):
         """[errD, errG, R1, R1 count, stop] summed over processes (one host sync per iteration)."""
+        # torch.full, not torch.tensor: a value copied from host memory would wait for the device
         r1 = torch.zeros((), device=err_d.device) if penalty is None else penalty
-        stats = torch.stack([err_d, err_g, r1, torch.tensor(float(penalty is not None), device=err_d.device),
-                             torch.tensor(float(self.stop.requested), device=err_d.device)])
-        return all_reduce(stats, self.ctx).tolist()
+        stats = torch.stack([err_d, err_g, r1, torch.full((), float(penalty is not None), device=err_d.device),
+                             torch.full((), float(self.stop.requested), device=err_d.device)])
+        return all_reduce(stats, self.ctx).tolist()  # the iteration's one host sync
 
     def check_finite(self, epoch, iteration, err_d, err_g, r1):
         if all(np.isfinite([err_d, err_g, r1])):
@@ -328,25 +312,24 @@ class Trainer:
         total = len(self.loader) + self.iteration
         if args.max_iters_per_epoch is not None:
             total = min(total, args.max_iters_per_epoch)
-        bar = tqdm(total=total, initial=min(self.iteration, total), desc=f"epoch {epoch}",
-                   disable=not ctx.is_main, dynamic_ncols=True, leave=False)
         tick, window, stop = time.perf_counter(), 0, False
-        for real in self.batches(total):
-            err_d, err_g, r1, r1_count, stop = self.reduced_stats(*self.train_step(real))
-            err_d, err_g = err_d / ctx.world_size, err_g / ctx.world_size
-            self.check_finite(epoch, self.iteration, err_d, err_g, r1)
-            if r1_count:
-                self.last["r1"] = r1 / r1_count
-            self.iteration += 1
-            window += 1
-            bar.update(1)
-            if window == args.log_every or self.iteration == total:
-                images_per_s = window * args.batch_size * ctx.world_size / (time.perf_counter() - tick)
-                self.log(bar, err_d, err_g, images_per_s)
-                tick, window = time.perf_counter(), 0
-            if stop:
-                break
-        bar.close()
+        with tqdm(total=total, initial=min(self.iteration, total), desc=f"epoch {epoch}", disable=not ctx.is_main,
+                  dynamic_ncols=True, leave=False) as bar:  # closed (cleared) also when an error stops the run
+            for real in self.batches(total):
+                err_d, err_g, r1, r1_count, stop = self.reduced_stats(*self.train_step(real))
+                err_d, err_g = err_d / ctx.world_size, err_g / ctx.world_size
+                self.check_finite(epoch, self.iteration, err_d, err_g, r1)
+                if r1_count:
+                    self.last["r1"] = r1 / r1_count
+                self.iteration += 1
+                window += 1
+                bar.update(1)
+                if window == args.log_every or self.iteration == total:
+                    images_per_s = window * args.batch_size * ctx.world_size / (time.perf_counter() - tick)
+                    self.log(bar, err_d, err_g, images_per_s)
+                    tick, window = time.perf_counter(), 0
+                if stop:
+                    break
         return bool(stop)
 
     def log(self, bar, err_d, err_g, images_per_s):
@@ -370,12 +353,14 @@ class Trainer:
         """content.pth (collective); written by rank 0."""
         with run_folder.disk_errors(CONTENT):
             checkpoint.save_training(os.path.join(self.folder, CONTENT), self, self.ctx, self.args, self.config)
+        self.saved_at = (self.epoch, self.iteration)
 
     def resume(self):
         """content.pth: weights, optimisers, schedulers, EMA, counters and this process's RNG."""
         content = checkpoint.resume_training(os.path.join(self.folder, CONTENT), self, self.ctx, self.args)
         if content["args"]["num_epoch"] != self.args.num_epoch:
             retarget_schedules((self.schedG, self.schedD), self.args.num_epoch)
+        self.saved_at = (self.epoch, self.iteration)
         print0(self.ctx, f"resumed {self.folder} at epoch {self.epoch}, iteration {self.iteration}, "
                          f"global step {self.global_step}")
 
@@ -385,23 +370,34 @@ class Trainer:
             return contextlib.nullcontext(self.generator)
         return self.ema.swapped(self.generator)
 
-    def write_epoch_files(self, epoch, save_generator):
+    def write_epoch_files(self, epoch, parts=None):
         """Rank 0: the epoch's grids, netG_{epoch}.pth and metrics (see run_folder.EpochFiles)."""
         try:
             with self.saved_generator() as generator:
-                record = self.files.write(epoch, self.global_step, generator, self.last.get("x_pos"),
-                                          save_generator)
-        except Abandoned:
-            print0(self.ctx, f"epoch {epoch}: evaluation abandoned for {signal.Signals(self.stop.signum).name}; "
-                             "this epoch has no metrics", file=sys.stderr)
+                record = self.files.write(epoch, self.global_step, generator, self.last.get("x_pos"), parts)
+        except signals.Abandoned:  # said by ``interrupted``, which follows
+            self.abandoned = epoch
             return
         if record is not None:
             numbers = {key: value for key, value in record.items() if key in self.files.metrics.keys}
             self.add_scalars({f"metrics/{key}": value for key, value in numbers.items()})
             print0(self.ctx, f"epoch {epoch}: " + ", ".join(f"{key} {value:.4g}" for key, value in numbers.items()))
 
+    def finish_stopped_epoch(self):
+        """After --resume at the start of an epoch: the previous epoch's files that its run did not
+        write (it was stopped or killed during them), from the same weights; then a signal check (one
+        may have come while the run was being prepared)."""
+        if self.iteration == 0 and self.epoch > 0 and self.ctx.is_main:
+            missing = run_folder.missing_epoch_files(self.folder, self.args, self.epoch - 1)
+            if missing:
+                print0(self.ctx, f"epoch {self.epoch - 1}: writing what its run did not ({', '.join(missing)})")
+                self.write_epoch_files(self.epoch - 1, missing)
+        self.stop_if_signalled()
+
     def end_epoch(self, epoch):
-        """Learning-rate decay, then the epoch's files: samples, netG_{epoch}.pth (rank 0), content.pth.
+        """Learning-rate decay, content.pth (when due), then the epoch's files: samples, netG_{epoch}.pth
+        and metrics (rank 0).  content.pth comes first, so that a kill during the files (a long
+        evaluation) loses no training: --resume writes what is missing (``finish_stopped_epoch``).
 
         As the reference, on the epochs divisible by ``save_content_every`` / ``save_ckpt_every``;
         also after the last epoch, so that the end of a run is never lost.
@@ -413,36 +409,39 @@ class Trainer:
                 self.schedG.step()
                 self.schedD.step()
         self.epoch, self.iteration = epoch + 1, 0
-        stopping, last = args.stop_after_epoch == epoch, epoch == args.num_epoch
-        if self.ctx.is_main:
-            self.write_epoch_files(epoch, epoch % args.save_ckpt_every == 0 or last)
-        if self.stop_agreed():  # a signal during the epoch's files (an evaluation drops out for it)
-            self.interrupted()
-        if (args.save_content and (epoch % args.save_content_every == 0 or last)) or stopping:
+        stopping = args.stop_after_epoch == epoch
+        if (args.save_content and (epoch % args.save_content_every == 0 or epoch == args.num_epoch)) or stopping:
             self.save_content()
+        if self.ctx.is_main:
+            self.write_epoch_files(epoch)
+        self.stop_if_signalled()  # a signal during the epoch's files (an evaluation drops out for it)
         return stopping
 
-    def stop_agreed(self):
-        """Whether any process has received a stop signal (collective)."""
-        flag = torch.tensor([float(self.stop.requested)], device=self.ctx.device)
-        return all_reduce(flag, self.ctx).item() > 0
+    def stop_if_signalled(self):
+        """Stop every process if any has received a stop signal (collective)."""
+        signum = torch.full((1,), float(self.stop.signum or 0), device=self.ctx.device)
+        signum = int(all_reduce(signum, self.ctx, op="max").item())
+        if signum:
+            self.interrupted(signum)
 
-    def interrupted(self):
-        """Save content.pth after a signal and stop every process with 128 + signal number."""
-        self.save_content()
+    def interrupted(self, signum):
+        """Save content.pth after a signal (unless it holds this state already) and stop every process
+        with 128 + the signal number."""
+        if self.saved_at != (self.epoch, self.iteration):
+            self.save_content()
         barrier(self.ctx)
-        signum = self.stop.signum or signal.SIGTERM
-        raise TrainingError(f"stopped by {signal.Signals(signum).name} at epoch {self.epoch}, iteration "
+        abandoned = "" if self.abandoned is None else f" (the evaluation of epoch {self.abandoned} is done then)"
+        raise TrainingError(f"stopped by {signals.signal_name(signum)} at epoch {self.epoch}, iteration "
                             f"{self.iteration}: saved {os.path.join(self.folder, CONTENT)}; continue with "
-                            "--resume", code=128 + signum)
+                            f"--resume{abandoned}", code=signals.exit_code(signum))
 
     def fit(self):
         """Epochs self.epoch .. num_epoch, as in the reference (the last index included)."""
         for epoch in range(self.epoch, self.args.num_epoch + 1):
             self.sampler.set_epoch(epoch, start=self.iteration * self.args.batch_size)
-            self.loader.generator.manual_seed(derived_seed(self.args.seed, self.ctx.rank, epoch))
+            self.items.epoch = epoch
             if self.train_epoch(epoch):
-                self.interrupted()
+                self.stop_if_signalled()
             stopping = self.end_epoch(epoch)
             barrier(self.ctx)
             if stopping:
@@ -487,7 +486,7 @@ def prepare_metrics(trainer):
                 trainer.files.metrics = run_metrics(trainer)
         except (MetricError, OSError, ValueError) as err:
             message = str(err).strip().splitlines()[-1]
-    failed = all_reduce(torch.tensor([float(message is not None)], device=trainer.ctx.device), trainer.ctx)
+    failed = all_reduce(torch.full((1,), float(message is not None), device=trainer.ctx.device), trainer.ctx)
     if failed.item():
         raise TrainingError(message or "metrics could not be prepared on rank 0 (see its error)")
 
@@ -507,20 +506,25 @@ def os_error_line(err):
 
 
 def train(ctx, args):
-    """Entry of every process: seed, build, resume, fit; a TrainingError exits with its code."""
+    """Entry of every process: seed, build, resume, fit; a TrainingError exits with its code.
+
+    Stop signals are recorded from the start (utils.signals): one that comes while the models and
+    the evaluator are being built stops the run at its first safe point, with content.pth saved."""
     seed_everything(args.seed + ctx.rank)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    trainer = Trainer(ctx, args, datasets_prep.get_dataset(args, train=True))
+    trainer = None
     try:
-        if args.dry_run:
-            return trainer.dry_run()
-        with trainer.stop:
+        with signals.StopRequest() as stop:
+            trainer = Trainer(ctx, args, datasets_prep.get_dataset(args, train=True), stop)
+            if args.dry_run:
+                return trainer.dry_run()
             if ctx.is_main:
                 open_run_folder(trainer)
             if args.resume:
                 trainer.resume()
             prepare_metrics(trainer)
+            trainer.finish_stopped_epoch()
             trainer.fit()
     except OSError as err:
         print0(ctx, f"error: {os_error_line(err)}", file=sys.stderr)
@@ -528,6 +532,14 @@ def train(ctx, args):
     except TrainingError as err:
         print0(ctx, f"error: {err}" if err.code == 1 else str(err), file=sys.stderr)
         raise SystemExit(err.code) from None
+    except RuntimeError as err:
+        if not (ctx.distributed and distributed.is_peer_failure(err)):
+            raise
+        if ctx.local_rank == 0:  # rank 0 may be the process that is gone: each node says it
+            print(f"error: lost contact with another process of the run ({distributed.failure_detail(err)}): "
+                  "every process stops; start all of them again with --resume (from the last content.pth)",
+                  file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     finally:
-        if trainer.writer is not None:
+        if trainer is not None and trainer.writer is not None:
             trainer.writer.close()

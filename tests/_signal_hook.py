@@ -1,0 +1,103 @@
+"""Run a command line and signal its whole process group at one chosen moment (tests/test_signals.py).
+
+    python tests/_signal_hook.py MOMENT SIGNAL SCRIPT ARGV...
+
+SCRIPT is train_ddgan.py or test_ddgan.py; the process must lead its own group (the tests start it
+with start_new_session), so the signal also reaches its data-loader workers, as a scheduler's does.
+MOMENT, for train_ddgan.py:
+  iteration   as global step 5 begins (epoch 1 of the tests' runs of 4 iterations per epoch)
+  evaluation  as epoch 1's evaluation samples (--metrics)
+  write       half-way through writing epoch 1's content.pth (the second one written)
+and for test_ddgan.py:
+  sampling    as the second batch of samples is drawn
+"""
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def send(signum):
+    os.killpg(os.getpgid(0), signum)
+
+
+def at_iteration(signum):
+    from utils import training
+
+    step = training.Trainer.train_step
+
+    def train_step(self, real):
+        if self.global_step == 5:
+            send(signum)
+        return step(self, real)
+
+    training.Trainer.train_step = train_step
+
+
+def at_evaluation(signum):
+    from utils import train_metrics
+
+    evaluate, sample_array = train_metrics.TrainingMetrics.evaluate, train_metrics.sampling.sample_array
+    epochs = []
+
+    def evaluating(self, generator, config, epoch, *args, **kwargs):
+        epochs.append(epoch)
+        return evaluate(self, generator, config, epoch, *args, **kwargs)
+
+    def sampling(*args, **kwargs):
+        if epochs[-1] == 1:
+            send(signum)
+        return sample_array(*args, **kwargs)
+
+    train_metrics.TrainingMetrics.evaluate = evaluating
+    train_metrics.sampling.sample_array = sampling
+
+
+def at_write(signum):
+    from utils import checkpoint
+
+    atomic_write, contents = checkpoint.atomic_write, []
+
+    def writing(path, write):
+        if os.path.basename(path) == "content.pth":
+            contents.append(path)
+            if len(contents) == 2:
+                def write_signalled(handle, write=write):
+                    handle.write(b"")
+                    send(signum)
+                    write(handle)
+
+                return atomic_write(path, write_signalled)
+        return atomic_write(path, write)
+
+    checkpoint.atomic_write = writing
+
+
+def at_sampling(signum):
+    from utils import sampling
+
+    batches = sampling.batch_sizes
+
+    def sizes(total, batch_size):
+        for index, size in enumerate(batches(total, batch_size)):
+            if index == 1:
+                send(signum)
+            yield size
+
+    sampling.batch_sizes = sizes
+
+
+def main():
+    moment, name, script, *argv = sys.argv[1:]
+    signum = getattr(signal, name)
+    hooks = {"iteration": at_iteration, "evaluation": at_evaluation, "write": at_write, "sampling": at_sampling}
+    hooks[moment](signum)
+    module = __import__(Path(script).stem)
+    module.main(argv)
+
+
+if __name__ == "__main__":
+    main()
