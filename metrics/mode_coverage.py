@@ -237,9 +237,12 @@ def as_images(images):
 
 
 def read_modes(reader, images):
-    """Mode ids (B,) in [0, 1000) of (B, 3, H, W) stacked images in [-1, 1]."""
+    """Mode ids (B,) in [0, 1000) of (B, 3, H, W) stacked images in [-1, 1], on the images' device.
+
+    A weighted sum of the digit columns: CUDA has no integer matrix product (``digits @ weights``
+    fails there), and weights made with torch.tensor would be copied to the GPU, a sync, per batch."""
     digits = reader(images)
-    return digits @ torch.tensor(MODE_WEIGHTS, device=digits.device)
+    return sum(digits[:, channel] * weight for channel, weight in enumerate(MODE_WEIGHTS))
 
 
 def classify_stacked(images, reader=None, batch_size=500):

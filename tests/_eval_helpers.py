@@ -51,3 +51,15 @@ def constant_digit_classifier(path, digit=7):
         model[-1].bias.copy_(torch.nn.functional.one_hot(torch.tensor(digit), 10).float())
     save_classifier(str(path), model, 8, 0.5)
     return path
+
+
+def random_digit_classifier(path):
+    """A digits classifier file (metrics.mode_coverage's format) with seeded random weights: made in no
+    time, it reads varied digits (meaningless ones)."""
+    from metrics.mode_coverage import DIGITS_SIDE, digit_cnn, save_classifier
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = digit_cnn(DIGITS_SIDE)
+    save_classifier(str(path), model, DIGITS_SIDE, None)
+    return path

@@ -228,3 +228,15 @@ def file_digests(root):
     root = Path(root)
     return {str(path.relative_to(root)): hashlib.md5(path.read_bytes()).hexdigest()
             for path in sorted(root.rglob("*")) if path.is_file() and not path.is_symlink()}
+
+
+# ----------------------------------------------------------------------------- the cuda marker
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` (tests/test_cuda.py's GPU variants) skip where torch sees no GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False here)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)

@@ -78,8 +78,11 @@ def read(path, what="checkpoint"):
 
 
 def save_generator(path, generator, config, **extra):
-    """Write ``generator``'s weights in the reference layout with its configuration."""
-    state = legacy.reference_state_dict(unwrap(generator))
+    """Write ``generator``'s weights in the reference layout with its configuration.
+
+    The tensors are stored as CPU tensors wherever the generator ran, so that a plain
+    ``torch.load(path)`` works on a machine without a GPU."""
+    state = {key: value.cpu() for key, value in legacy.reference_state_dict(unwrap(generator)).items()}
     atomic_save({"state_dict": state, "config": dict(config), **extra}, path)
 
 

@@ -40,14 +40,16 @@ class DownConvBlock(nn.Module):
         self.conv2 = nn.Sequential(conv2d(out_channel, out_channel, 3, padding=1, init_scale=0.0))
         self.dense_t1 = dense(t_emb_dim, out_channel)
         self.skip = nn.Sequential(conv2d(in_channel, out_channel, 1, padding=0, bias=False))
-        self.act, self.downsample, self.fir_kernel = act, downsample, tuple(fir_kernel)
+        if downsample:
+            updown.register_fir(self, fir_kernel)
+        self.act, self.downsample = act, downsample
 
     def forward(self, x, t_emb):
         out = self.conv1(self.act(x)) + self.dense_t1(t_emb)[..., None, None]
         out = self.act(out)
         if self.downsample:
-            out = updown.downsample_2d(out, self.fir_kernel, factor=2)
-            x = updown.downsample_2d(x, self.fir_kernel, factor=2)
+            out = updown.downsample_2d(out, self.fir_filter, factor=2)
+            x = updown.downsample_2d(x, self.fir_filter, factor=2)
         return (self.conv2(out) + self.skip(x)) / np.sqrt(2)
 
 

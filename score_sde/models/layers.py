@@ -205,11 +205,13 @@ class Upsample(nn.Module):
                                        kernel_init=default_init())
         elif with_conv:
             self.Conv_0 = conv3x3(in_ch, out_ch)
-        self.fir, self.fir_kernel, self.with_conv = fir, tuple(fir_kernel), with_conv
+        elif fir:
+            updown.register_fir(self, fir_kernel)
+        self.fir, self.with_conv = fir, with_conv
 
     def forward(self, x):
         if self.fir:
-            return self.Conv2d_0(x) if self.with_conv else updown.upsample_2d(x, self.fir_kernel, factor=2)
+            return self.Conv2d_0(x) if self.with_conv else updown.upsample_2d(x, self.fir_filter, factor=2)
         h = updown.naive_upsample_2d(x, factor=2)
         return self.Conv_0(h) if self.with_conv else h
 
@@ -225,11 +227,13 @@ class Downsample(nn.Module):
                                        kernel_init=default_init())
         elif with_conv:
             self.Conv_0 = conv3x3(in_ch, out_ch, stride=2, padding=0)
-        self.fir, self.fir_kernel, self.with_conv = fir, tuple(fir_kernel), with_conv
+        elif fir:
+            updown.register_fir(self, fir_kernel)
+        self.fir, self.with_conv = fir, with_conv
 
     def forward(self, x):
         if self.fir:
-            return self.Conv2d_0(x) if self.with_conv else updown.downsample_2d(x, self.fir_kernel, factor=2)
+            return self.Conv2d_0(x) if self.with_conv else updown.downsample_2d(x, self.fir_filter, factor=2)
         if self.with_conv:
             return self.Conv_0(F.pad(x, (0, 1, 0, 1)))
         return F.avg_pool2d(x, 2, stride=2)
@@ -271,14 +275,16 @@ class ResnetBlockBigGAN(nn.Module):
         self.Conv_1 = conv3x3(out_ch, out_ch, init_scale=init_scale)
         if in_ch != out_ch or up or down:
             self.Conv_2 = conv1x1(in_ch, out_ch)
+        if fir and (up or down):
+            updown.register_fir(self, fir_kernel)
         self.act, self.up, self.down, self.fir = act, up, down, fir
-        self.fir_kernel, self.skip_rescale, self.one_adagn = tuple(fir_kernel), skip_rescale, one_adagn
+        self.skip_rescale, self.one_adagn = skip_rescale, one_adagn
 
     def _resample(self, x):
         if self.up:
-            return updown.upsample_2d(x, self.fir_kernel) if self.fir else updown.naive_upsample_2d(x)
+            return updown.upsample_2d(x, self.fir_filter) if self.fir else updown.naive_upsample_2d(x)
         if self.down:
-            return updown.downsample_2d(x, self.fir_kernel) if self.fir else updown.naive_downsample_2d(x)
+            return updown.downsample_2d(x, self.fir_filter) if self.fir else updown.naive_downsample_2d(x)
         return x
 
     def forward(self, x, temb=None, zemb=None):
