@@ -4,6 +4,8 @@
 
 SCRIPT is train_ddgan.py or test_ddgan.py; the process must lead its own group (the tests start it
 with start_new_session), so the signal also reaches its data-loader workers, as a scheduler's does.
+Processes that the run spawns (--num_process_per_node) import this file again as ``__mp_main__`` with
+the same arguments, so each installs the same hook; torchrun starts this file in every rank.
 MOMENT, for train_ddgan.py:
   iteration   as global step 5 begins (epoch 1 of the tests' runs of 4 iterations per epoch)
   evaluation  as epoch 1's evaluation samples (--metrics)
@@ -90,14 +92,16 @@ def at_sampling(signum):
     sampling.batch_sizes = sizes
 
 
-def main():
+def install():
+    """The hook that the command line names; returns the script and its arguments."""
     moment, name, script, *argv = sys.argv[1:]
-    signum = getattr(signal, name)
     hooks = {"iteration": at_iteration, "evaluation": at_evaluation, "write": at_write, "sampling": at_sampling}
-    hooks[moment](signum)
-    module = __import__(Path(script).stem)
-    module.main(argv)
+    hooks[moment](getattr(signal, name))
+    return script, argv
 
 
 if __name__ == "__main__":
-    main()
+    script, argv = install()
+    __import__(Path(script).stem).main(argv)
+elif __name__ == "__mp_main__":  # a process spawned by the run: the same hook, then the spawned work
+    install()

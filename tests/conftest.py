@@ -217,8 +217,8 @@ def one_error_line(result, code=None, notices=False):
     else:
         assert result.returncode == code, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()
-             and not (notices and line.startswith(("warning:", "note:")))]
+    lines = [line for line in visible_lines(result.stderr)
+             if not (notices and line.startswith(("warning:", "note:")))]
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{result.stderr}"
     return lines[0]
 

@@ -58,17 +58,23 @@ def test_default_path_is_a_no_op():
     assert performance.grad_scaler("fp16", "cpu").is_enabled()
 
 
-def test_r1_through_fp16_grad_scaler_equals_plain_r1():
-    from utils.loss import r1_penalty
+def test_fp16_r1_step_is_finite_and_equals_fp32():
+    """Under --amp fp16 the R1 step's real pass runs D in fp32: R1's gradient (one per logit, times the
+    GradScaler's 2**16) would overflow fp16.  Its penalty is then the fp32 path's, exactly."""
+    from utils import diffusion
+    from utils.loss import DDGANLoss
 
-    _, disc = networks()
-    x, t, _ = inputs()
-    x.requires_grad_(True)
-    d_out = disc(x, t, x).view(-1)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
-    plain = r1_penalty(d_out, x)
-    scaled = r1_penalty(d_out, x, scaler)
-    assert rel_error(scaled, plain) < 1e-6
+    generator, disc = networks()
+    args = namespace(tiny_config())
+    coeff, pos = diffusion.Diffusion_Coefficients(args, "cpu"), diffusion.Posterior_Coefficients(args, "cpu")
+    real = torch.randn(4, 3, 16, 16)
+    penalties = []
+    for amp in ("none", "fp16"):
+        loss = DDGANLoss(generator, disc, coeff, pos, 4, 8, r1_gamma=0.05, amp=amp,
+                         scaler=performance.grad_scaler(amp, "cpu"))
+        torch.manual_seed(3)
+        penalties.append(loss.accumulate_d_real(real, global_step=0)[1])
+    assert torch.isfinite(penalties[1]) and torch.equal(penalties[1], penalties[0])
 
 
 def test_compiled_discriminator_keeps_r1_exact():

@@ -15,7 +15,7 @@ import signal
 import pytest
 import torch
 
-from tests.conftest import TINY_TRAIN, assert_same, finish, run_command, start_command, visible_lines
+from tests.conftest import REPO, TINY_TRAIN, assert_same, finish, run_command, start_command, visible_lines
 from utils import checkpoint, distributed, outputs, training
 
 RUN = ("dd_gan", "stacked_digits", "experiment_cifar_default")
@@ -118,14 +118,14 @@ def test_torchrun_ranks_stop_and_resume(tmp_path, classifier):
     itself then reports the ranks' exit (its own output, outside this project)."""
     port = distributed.free_port("127.0.0.1")
     flags = argv(tmp_path, classifier, "--batch_size", 2)
-    launch = ["--nproc_per_node", 2, "--master_port", port, "tests/_signal_hook.py", "iteration", "SIGTERM",
-              "train_ddgan.py"]
+    launch = ["--nproc_per_node", 2, "--master_port", port, REPO / "tests" / "_signal_hook.py", "iteration",
+              "SIGTERM", "train_ddgan.py"]
     result = run_command("-m torch.distributed.run", *launch, *flags, cwd=tmp_path, timeout=300)
     assert result.returncode != 0
     ours = [line for line in visible_lines(result.stderr) if "stopped by" in line]
     assert len(ours) == 1 and ours[0].startswith("stopped by SIGTERM at epoch 1, iteration 2: saved"), result.stderr
     resumed = run_command("-m torch.distributed.run", "--nproc_per_node", 2, "--master_port", port,
-                          "train_ddgan.py", *flags, "--resume", cwd=tmp_path, timeout=300)
+                          REPO / "train_ddgan.py", *flags, "--resume", cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     saved = checkpoint.load_content(os.path.join(tmp_path, *RUN, training.CONTENT))
     assert (saved["epoch"], saved["global_step"], saved["world_size"]) == (3, 12, 2)

@@ -14,6 +14,7 @@ NCCL with one GPU per process when CUDA is used, gloo on the CPU.
 
 import contextlib
 import datetime
+import multiprocessing.connection
 import os
 import re
 import socket
@@ -211,10 +212,27 @@ def _spawn(fn, args):
 
     try:
         with signals.handled(forward):
+            _wait_for_stops(context)
             while not context.join():
                 pass
     except mp.ProcessExitedException as err:
         raise SystemExit(_exit_status(err.exit_code, received)) from None
+
+
+def _stopped_by_signal(code):
+    return code is not None and (code < 0 or code - 128 in signals.STOP_SIGNALS)
+
+
+def _wait_for_stops(context):
+    """Wait while the children that have ended stopped for a signal (or succeeded): the others are
+    stopping too, and must not be ended before they are done (torch's join ends them at the first
+    non-zero exit).  Returns at once when one has failed otherwise, or when all have ended."""
+    processes = context.processes
+    while any(process.is_alive() for process in processes):
+        if any(process.exitcode not in (None, 0) and not _stopped_by_signal(process.exitcode)
+               for process in processes):
+            return
+        multiprocessing.connection.wait([process.sentinel for process in processes if process.is_alive()])
 
 
 def _exit_status(child_code, received):

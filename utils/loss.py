@@ -14,18 +14,9 @@ from utils import performance
 from utils.diffusion import q_sample_pairs, sample_posterior
 
 
-def r1_penalty(d_out, x, scaler=None):
-    """Mean over the batch of ||d sum(d_out) / dx||^2, keeping the graph for backward.
-
-    With an active fp16 GradScaler the gradient is taken of the scaled sum (so it does not
-    underflow) and unscaled before squaring; the scale stays a device tensor (``scaler.scale``):
-    reading it as a number would wait for the device.
-    """
-    scaled = scaler is not None and scaler.is_enabled()
-    total = scaler.scale(d_out.sum()) if scaled else d_out.sum()
-    (grad,) = torch.autograd.grad(outputs=total, inputs=x, create_graph=True)
-    if scaled:
-        grad = grad.float() / scaler.scale(torch.ones((), device=grad.device))
+def r1_penalty(d_out, x):
+    """Mean over the batch of ||d sum(d_out) / dx||^2, keeping the graph for backward."""
+    (grad,) = torch.autograd.grad(outputs=d_out.sum(), inputs=x, create_graph=True)
     return (grad.reshape(grad.size(0), -1).norm(2, dim=1) ** 2).mean()
 
 
@@ -49,11 +40,11 @@ class DDGANLoss:
         """loss.backward(), through the GradScaler when fp16 is on (a no-op scale otherwise)."""
         self.scaler.scale(loss).backward(**kwargs)
 
-    def run_d(self, x, t, x_tp1, eager=False):
-        """D's logits (B,) in float32, under ``--amp``; ``eager`` bypasses torch.compile (R1's
-        double backward needs it)."""
+    def run_d(self, x, t, x_tp1, eager=False, amp=None):
+        """D's logits (B,) in float32, under ``amp`` (default ``--amp``); ``eager`` bypasses torch.compile
+        (R1's double backward needs it)."""
         disc = performance.eager(self.D) if eager else self.D
-        with performance.autocast(self.amp, x.device):
+        with performance.autocast(self.amp if amp is None else amp, x.device):
             return disc(x, t, x_tp1).view(-1).float()
 
     def r1_due(self, global_step):
@@ -83,12 +74,15 @@ class DDGANLoss:
         t, x_t, x_tp1 = self.draw_pairs(real)
         x_t.requires_grad_(True)
         apply_r1 = self.r1_due(global_step)
-        d_real = self.run_d(x_t, t, x_tp1.detach(), eager=apply_r1)
+        # fp16 cannot hold R1's gradient: one per logit, times the GradScaler's scale (2**16 > 65504), would
+        # enter D's backward as inf.  With --amp fp16 the real pass of an R1 step runs D in fp32.
+        amp = "none" if apply_r1 and self.amp == "fp16" else None
+        d_real = self.run_d(x_t, t, x_tp1.detach(), eager=apply_r1, amp=amp)
         err = F.softplus(-d_real).mean()
         self.backward(err, retain_graph=apply_r1)
         penalty = None
         if apply_r1:
-            penalty = r1_penalty(d_real, x_t, self.scaler)
+            penalty = r1_penalty(d_real, x_t)
             self.backward(self.r1_gamma / 2 * penalty)
         return err.detach(), None if penalty is None else penalty.detach(), t, x_tp1
 
