@@ -86,29 +86,42 @@ def save_generator(path, generator, config, **extra):
 
 
 def split_generator_file(payload, path="the file"):
-    """(state_dict, config or None, note or None) from one of our generator files, a bare reference state
-    dict, or a training state (content.pth: its EMA generator when it has one, else G; the note says
-    which).  CheckpointError naming ``path`` for anything else."""
+    """(state_dict, config or None) from one of our generator files, a bare reference state dict, or a
+    training state (content.pth: see ``_content_generator``).  CheckpointError naming ``path`` for
+    anything else."""
     if isinstance(payload, dict) and "state_dict" in payload and "config" in payload:
-        return payload["state_dict"], payload["config"], None
+        return payload["state_dict"], payload["config"]
     if isinstance(payload, dict) and payload and all(torch.is_tensor(v) for v in payload.values()):
-        return payload, None, None
-    if isinstance(payload, dict) and isinstance(payload.get("netG_dict"), dict):
-        return _content_generator(payload, path)
+        return payload, None
+    if _is_training_state(payload):
+        return _content_generator(payload)
     raise CheckpointError(f"{path} is not a generator checkpoint (expected a state dict or {{'state_dict', "
                           "'config'}): pass a netG_{epoch}.pth of the run")
 
 
-def _content_generator(content, path):
-    """The generator of a training state: G's weights with the EMA's averaged parameters in place (as
-    netG_{epoch}.pth holds them with --use_ema) when the file has an EMA, else G's own."""
-    state, ema = dict(content["netG_dict"]), content.get("ema")
-    shadow = ema.get("shadow") if isinstance(ema, dict) else None
-    if isinstance(shadow, dict):
-        state.update(shadow)
+def _is_training_state(payload):
+    return isinstance(payload, dict) and isinstance(payload.get("netG_dict"), dict)
+
+
+def _ema_shadow(content):
+    ema = content.get("ema")
+    return ema.get("shadow") if isinstance(ema, dict) and isinstance(ema.get("shadow"), dict) else None
+
+
+def _content_generator(content):
+    """(state_dict, config or None) of the generator in a training state: G's weights with the EMA's
+    averaged parameters in their place (as netG_{epoch}.pth holds them with --use_ema) when the file
+    has an EMA, else G's own."""
+    state = dict(content["netG_dict"])
+    state.update(_ema_shadow(content) or {})
+    return state, content.get("model_config")
+
+
+def _content_note(content, path):
+    """The note that says which weights of the training state ``path`` are sampled, and of which epoch."""
+    weights = "G's own weights (not an EMA)" if _ema_shadow(content) is None else "the EMA weights"
     done = f"after epoch {content['epoch'] - 1}" if isinstance(content.get("epoch"), int) else "of the run"
-    weights = "the EMA weights" if isinstance(shadow, dict) else "G's own weights (not an EMA)"
-    return state, content.get("model_config"), f"{path} is a training state: sampling {weights} {done}"
+    return f"{path} is a training state: sampling {weights} {done}"
 
 
 def _flag_conflicts(config, args, explicit):
@@ -145,9 +158,10 @@ def load_generator(path, device, args=None, explicit=()):
     The configuration comes from the file when it has one (flags named in ``explicit``
     must agree with it), else from ``args``.  Returns (generator in eval mode, config).
     """
-    state_dict, config, note = split_generator_file(read(path, "generator checkpoint"), path)
-    if note:
-        print(f"note: {note}", file=sys.stderr)
+    payload = read(path, "generator checkpoint")
+    state_dict, config = split_generator_file(payload, path)
+    if _is_training_state(payload):
+        print(f"note: {_content_note(payload, path)}", file=sys.stderr)
     if config is None:
         if args is None:
             raise CheckpointError(f"{path} holds no model configuration: pass the model flags")
