@@ -6,7 +6,8 @@
     python test_ddgan.py --dataset stacked_digits ... --mode_coverage
     python test_ddgan.py ... --measure_time
 
-The generator file is netG_{epoch_id}.pth of the run folder, or --checkpoint.  Files
+The generator file is netG_{epoch_id}.pth of the run folder, or --checkpoint (a content.pth
+gives the generator it holds: the EMA weights with --use_ema, as netG_*.pth; a note says so).  Files
 written by train_ddgan.py carry their model configuration; the reference's files do
 not, and then the model flags on the command line describe the network.  The metrics are
 the ``metrics`` package's; their Evaluators are prepared before sampling, so that a missing

@@ -17,9 +17,9 @@ import torch
 
 from metrics.errors import MetricError, metric_errors
 from metrics.registry import METRICS, Options, check_count, parse_metric_names
-from pytorch_fid.data import SampleArrayDataset, check_samples, map_batches, open_images, sample_source
+from pytorch_fid.data import SampleArrayDataset, map_batches, open_images, sample_source
 from pytorch_fid.fid_score import activation_statistics, is_stats_file, load_statistics
-from pytorch_fid.inception import InceptionV3, find_fid_weights
+from pytorch_fid.inception import InceptionV3, InceptionWeightsError, find_fid_weights
 
 _NETWORKS = {}
 
@@ -49,14 +49,13 @@ class RealSide:
 
 def open_real(real, metrics):
     """The real side for ``metrics``, checked without a network: (mu, sigma) of a statistics .npz,
-    else a Dataset of the images (a folder, a .npy/.npz sample array, or a uint8 (N, H, W, C) array)."""
+    else a Dataset of the images (a folder, a .npy/.npz sample array, or an (N, H, W, C) pixel array)."""
     names = ", ".join(metric.name for metric in metrics)
     if real is None:
         raise MetricError(f"{names}: no real images given: pass a folder of images, a sample array file "
-                          "or a uint8 (N, H, W, C) array")
+                          "or an (N, H, W, C) pixel array")
     if isinstance(real, np.ndarray):
-        check_samples(real, "the real images")
-        return SampleArrayDataset(real)
+        return SampleArrayDataset(real, "the real images")
     if is_stats_file(real):
         wanting = [metric.name for metric in metrics if metric.real_view != "stats"]
         if wanting:
@@ -99,26 +98,29 @@ class Evaluator:
     """The metrics ``names`` ("fid,pr" or a list), ready to score sample sets.
 
     real: the real side of fid / pr: a folder of images, a .npy/.npz sample array, for fid
-    alone also a statistics .npz (mu, sigma), or a uint8 (N, H, W, C) array.
+    alone also a statistics .npz (mu, sigma), or an (N, H, W, C) pixel array (``pytorch_fid.data``'s ranges).
     dataset: the digit reader of ``modes`` (stacked_digits: trained in seconds on first use and
     cached; stackmnist: needs ``mode_classifier``).
     inception_weights / random_weights: the FID Inception weights file (default: looked up as
-    pytorch_fid.inception.find_fid_weights says) / a fixed random network (tests only).
+    pytorch_fid.inception.find_fid_weights says) / a fixed random network (tests only); weights_flag:
+    the command's flag for that file, which a missing-weights error names.
     batch_size, num_workers: images per network batch, loader processes; splits: Inception
     Score parts; k, nn_batch_size: precision/recall neighbourhood and distance block rows.
 
-    ``evaluator(samples)`` scores uint8 (N, H, W, C) samples: {"fid", "is", "is_std", "precision",
-    "recall", "modes", "kl"} (those asked for); ``primary`` is (key, higher_is_better) of the first.
+    ``evaluator(samples)`` scores (N, H, W, C) samples (uint8, or floats in a range that
+    ``pytorch_fid.data.pixel_range`` reads): {"fid", "is", "is_std", "precision", "recall", "modes",
+    "kl"} (those asked for); ``primary`` is (key, higher_is_better) of the first.
     """
 
     def __init__(self, names, *, device, real=None, dataset=None, inception_weights=None, random_weights=False,
-                 mode_classifier=None, batch_size=100, num_workers=0, splits=10, k=3, nn_batch_size=5000):
+                 weights_flag="--inception_weights", mode_classifier=None, batch_size=100, num_workers=0, splits=10,
+                 k=3, nn_batch_size=5000):
         with metric_errors():
             self.metrics = [METRICS[name] for name in parse_metric_names(
                 names if isinstance(names, str) else ",".join(names))]
             self.options = Options(torch.device(device), batch_size, num_workers, splits, k, nn_batch_size)
             source = self._open_real(real)
-            self.inception = self._network(inception_weights, random_weights)
+            self.inception = self._network(inception_weights, random_weights, weights_flag)
             self.real = self._real_side(source)
             self.digit_reader, self.digit_accuracy = self._digit_reader(dataset, mode_classifier)
 
@@ -135,10 +137,13 @@ class Evaluator:
             check_count(self._real_metrics, len(source), self.options, "real images")
         return source
 
-    def _network(self, weights, random_weights):
+    def _network(self, weights, random_weights, flag):
         if not any(metric.needs_inception for metric in self.metrics):
             return None
-        return shared_inception(self.options.device, weights, random_weights)
+        try:
+            return shared_inception(self.options.device, weights, random_weights)
+        except InceptionWeightsError as err:
+            raise err.for_flag(flag) from None
 
     def _real_side(self, source):
         if source is None:
@@ -164,12 +169,11 @@ class Evaluator:
         return self.metrics[0].primary, self.metrics[0].higher_is_better
 
     def __call__(self, samples):
-        """Scores of uint8 (N, H, W, C) samples (a numpy array, C = 1 or 3)."""
+        """Scores of (N, H, W, C) samples: a numpy array, C = 1 or 3, uint8 or floats in [-1, 1], [0, 1] or [0, 255]."""
         with metric_errors():
             if not isinstance(samples, np.ndarray):
-                raise MetricError(f"samples must be a uint8 numpy array (N, H, W, C), got {type(samples).__name__}")
-            check_samples(samples, "the samples")
-            return self.evaluate(SampleArrayDataset(samples))
+                raise MetricError(f"samples must be a numpy array (N, H, W, C), got {type(samples).__name__}")
+            return self.evaluate(SampleArrayDataset(samples, "the samples"))
 
     def evaluate_path(self, path):
         """Scores of the samples at ``path``: a folder (its samples.npz when it has one) or a .npy/.npz array."""

@@ -22,6 +22,7 @@ Classifiers:
 """
 
 import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -33,9 +34,9 @@ from torch import nn
 
 from datasets_prep.digits import DIGITS_SIDE, digits_split, upsample
 from datasets_prep.stackmnist import read_mnist
-from metrics.errors import MetricError
+from metrics.errors import MetricError, metric_errors
 from pytorch_fid.cli import user_errors
-from pytorch_fid.data import load_sample_array
+from pytorch_fid.data import load_sample_array, pixel_range
 from utils import outputs
 from utils.argtypes import ArgumentParser
 from utils.checkpoint import atomic_save
@@ -140,7 +141,7 @@ def save_classifier(path, model, side, accuracy_value):
                  "accuracy": accuracy_value, "state_dict": model.state_dict()}, path)
 
 
-def _load_ours(path, side):
+def _load_ours(path, side, hint):
     """A save_classifier file -> (model, accuracy), or None if ``path`` is another kind of file."""
     try:
         with warnings.catch_warnings():
@@ -154,26 +155,48 @@ def _load_ours(path, side):
         raise MetricError(f"{path} is a {payload.get('side')} px digit classifier, this data set needs "
                         f"{side} px: pass the right --mode_classifier")
     model = digit_cnn(side)
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as error:
+        raise MetricError(f"cannot load the classifier {path} ({type(error).__name__}): {hint}") from None
     return model.eval(), payload.get("accuracy")
 
 
-def _jit_load(path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, still supported
-        return torch.jit.load(path, map_location="cpu").eval()
+@contextlib.contextmanager
+def _quiet_loaders():
+    """Silence what torch.jit.load and torch.export.load print about a file that is not theirs (warnings,
+    and log records with a traceback): the one-line error says it."""
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.load is deprecated, still supported
+            yield
+    finally:
+        logger.setLevel(level)
 
 
-def _load_exported(path):
+def _load_exported(path, hint):
     """A TorchScript or torch.export (.pt2) model -> (module, None)."""
     failures = []
-    for load in (_jit_load, lambda path: torch.export.load(path).module()):
-        try:
-            return load(path), None
-        except Exception as error:  # torch raises many types here; the user needs one message
-            failures.append(type(error).__name__)
-    hint = "give a TorchScript or .pt2 file, or train one with mode_coverage --train_mnist"
+    with _quiet_loaders():
+        for load in (lambda: torch.jit.load(path, map_location="cpu").eval(), lambda: torch.export.load(path).module()):
+            try:
+                return load(), None
+            except Exception as error:  # torch raises many types here; the user needs one message
+                failures.append(type(error).__name__)
     raise MetricError(f"cannot load the classifier {path} ({', '.join(failures)}): {hint}")
+
+
+def _unreadable_hint(path, side):
+    """What to do about a classifier file that no loader reads: a cache file is damaged (delete it, it is
+    made again); a file the user named may be of another kind."""
+    if os.path.dirname(os.path.abspath(path)) != os.path.dirname(os.path.abspath(default_classifier_path())):
+        return "give a TorchScript or .pt2 file, or train one with mode_coverage --train_mnist"
+    again = "it is trained again (seconds) on first use" if side == DIGITS_SIDE else \
+        "then make it again with python -m metrics.mode_coverage --train_mnist DATADIR"
+    return f"the cache file is damaged: delete it; {again}"
 
 
 def load_classifier(path, side):
@@ -182,7 +205,8 @@ def load_classifier(path, side):
         raise MetricError(f"classifier file {path} is a folder: check --mode_classifier")
     if not os.path.isfile(path):
         raise MetricError(f"classifier file {path} not found: check --mode_classifier")
-    return _load_ours(path, side) or _load_exported(path)
+    hint = _unreadable_hint(path, side)
+    return _load_ours(path, side, hint) or _load_exported(path, hint)
 
 
 def check_classifier_target(path):
@@ -224,16 +248,17 @@ class StackedReader(nn.Module):
 
 
 def as_images(images):
-    """Images as float (N, 3, H, W) in [-1, 1] on the CPU (where the classifiers run) from uint8
-    [0, 255] or float [-1, 1], NCHW or NHWC, tensor (any device) or array."""
+    """Images as float (N, 3, H, W) in [-1, 1] on the CPU (where the classifiers run) from NCHW or NHWC,
+    tensor (any device) or array, their values in a range ``pytorch_fid.data.pixel_range`` tells apart
+    (uint8 [0, 255]; float [-1, 1], [0, 1] or [0, 255]: the rule of every reader of sample arrays)."""
     x = images.detach().cpu() if torch.is_tensor(images) else torch.from_numpy(np.array(images))  # a writable copy
     if x.ndim != 4 or 3 not in (x.shape[1], x.shape[-1]):
         raise MetricError(f"expected images of shape (N, 3, H, W) or (N, H, W, 3), got {tuple(x.shape)}")
-    if x.is_floating_point() and not torch.isfinite(x).all():
-        raise MetricError("the samples hold NaN or inf values: the generator diverged, or the file is damaged")
+    with metric_errors():
+        low, high = pixel_range((x.float() if x.is_floating_point() else x).numpy(), "the samples")
     if x.shape[1] != 3:
         x = x.permute(0, 3, 1, 2)
-    return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()
+    return x.float() if (low, high) == (-1, 1) else (x.float() - low) / ((high - low) / 2) - 1
 
 
 def read_modes(reader, images):

@@ -2,10 +2,12 @@
 
 A source is a folder of image files (not recursive; decoded with PIL and brought to 8-bit RGB
 by value range, so 16-bit PNGs keep their contrast) or a sample array file: .npy, or .npz (key
-'samples', else its first array) holding pixel values in [0, 255] as (N, H, W, C), C = 1 or 3.
-Arrays stored uncompressed (np.save, np.savez, test_ddgan.py's samples.npz) are memory-mapped,
-not read whole.  A sample folder written by test_ddgan.py must be whole (``utils.outputs``).
-Every source yields (3, H, W) float tensors in [0, 1], which is what ``InceptionV3`` takes.
+'samples', else its first array) holding (N, H, W, C) pixels, C = 1 or 3, in one of the ranges
+that ``pixel_range`` tells apart (the one rule of every reader of sample arrays, mode coverage
+included): uint8 [0, 255]; float [-1, 1], [0, 1] or [0, 255].  Arrays stored uncompressed
+(np.save, np.savez, test_ddgan.py's samples.npz) are memory-mapped, not read whole.  A sample
+folder written by test_ddgan.py must be whole (``utils.outputs``).  Every source yields (3, H, W)
+float tensors in [0, 1], which is what ``InceptionV3`` takes.
 """
 
 import struct
@@ -27,6 +29,10 @@ ARRAY_SUFFIXES = (".npy", ".npz")
 STATS_KEYS = ("mu", "sigma")
 SAMPLES_KEY = "samples"
 _NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+PIXEL_RANGES = "uint8 [0, 255]; float [-1, 1], [0, 1] or [0, 255]"
+# Floats above 1 are [0, 255] only if some value exceeds this: below it they would be a nearly black
+# image set, or [0, 1] values that overshoot; such an array is refused rather than guessed.
+DARKEST_0_255_MAX = 2
 
 
 class ImagePathDataset(Dataset):
@@ -57,43 +63,80 @@ def image_to_tensor(image):
 
 
 class SampleArrayDataset(Dataset):
-    """(N, H, W, C) pixel values in [0, 255], C = 1 or 3 -> (3, H, W) floats in [0, 1]."""
+    """(N, H, W, C) pixels, C = 1 or 3, in a range ``pixel_range`` reads -> (3, H, W) floats in [0, 1].
+    ``where`` names the array in errors."""
 
-    def __init__(self, samples):
-        check_samples(samples)
+    def __init__(self, samples, where="sample arrays"):
+        self.value_range = check_samples(samples, where)
         self.samples = samples
 
     def __len__(self):
         return len(self.samples)
 
     def __getitem__(self, index):
-        return pixels_to_tensor(self.samples[index])
+        return pixels_to_tensor(self.samples[index], self.value_range)
 
 
-def pixels_to_tensor(pixels):
-    """(H, W, C) values in [0, 255], C = 1 or 3 -> (3, H, W) float32 in [0, 1] (grey repeated)."""
-    image = torch.from_numpy(np.asarray(pixels, dtype=np.float32) / 255).permute(2, 0, 1)
+def pixels_to_tensor(pixels, value_range=(0, 255)):
+    """(H, W, C) values in ``value_range``, C = 1 or 3 -> (3, H, W) float32 in [0, 1] (grey repeated)."""
+    low, high = value_range
+    image = torch.from_numpy((np.asarray(pixels, dtype=np.float32) - low) / (high - low)).permute(2, 0, 1)
     return image.expand(3, -1, -1) if image.shape[0] == 1 else image
 
 
 def check_samples(samples, where="sample arrays"):
-    """Raise a ValueError saying how to fix an array that is not (N, H, W, C) pixels in [0, 255]."""
+    """The value range (low, high) of (N, H, W, C) pixels, C = 1 or 3; a ValueError saying how to fix
+    any other array."""
     shape = tuple(samples.shape)
     if len(shape) != 4 or shape[-1] not in (1, 3) or shape[0] == 0:
         channels_first = len(shape) == 4 and shape[1] in (1, 3)
         hint = "; if channels come first, save samples.transpose(0, 2, 3, 1)" if channels_first else ""
-        raise ValueError(f"{where} must hold (N, H, W, 3) pixel values in [0, 255], got shape {shape}{hint}")
-    if samples.dtype == np.uint8:
-        return
-    if not (np.issubdtype(samples.dtype, np.integer) or np.issubdtype(samples.dtype, np.floating)):
-        raise ValueError(f"{where} must be uint8 pixel values in [0, 255], got dtype {samples.dtype}")
-    if not np.isfinite(samples).all():
+        raise ValueError(f"{where} must hold (N, H, W, 3) pixel values, got shape {shape}{hint}")
+    return pixel_range(samples, where)
+
+
+def pixel_range(samples, where="sample arrays"):
+    """The range (low, high) that the pixel values of the array ``samples`` lie in, by one rule for
+    every reader: uint8 and other integers [0, 255]; floats [-1, 1] when some value is negative, else
+    [0, 1] when none is above 1, else [0, 255].  A ValueError (one line, naming ``where`` and the values
+    found) for values outside them all, for floats above 1 but nowhere above DARKEST_0_255_MAX (no
+    guess), for integers that are all 0 or 1, for NaN or inf and for non-numbers."""
+    dtype = samples.dtype
+    if dtype == np.uint8:
+        return 0, 255
+    integer = np.issubdtype(dtype, np.integer)
+    if not (integer or np.issubdtype(dtype, np.floating)):
+        raise ValueError(f"{where} must hold pixel values ({PIXEL_RANGES}), got dtype {dtype}")
+    if not integer and not np.isfinite(samples).all():
         raise ValueError(f"{where} hold NaN or inf values: the generator diverged, or the array is damaged")
-    low, high = samples.min(), samples.max()
+    low, high = samples.min().item(), samples.max().item()
+    found = f"{where} hold {dtype} values in [{low:.4g}, {high:.4g}]"
+    return (_integer_range if integer else _float_range)(low, high, found)
+
+
+def _integer_range(low, high, found):
     if low < 0 or high > 255:
-        raise ValueError(f"{where} must lie in [0, 255], found [{low}, {high}]: rescale them")
+        raise _outside(found)
     if high <= 1:
-        raise ValueError(f"{where} lie in [0, 1]: multiply them by 255 (pixels in [0, 255] expected)")
+        raise ValueError(f"{found}: integers are read as [0, 255]; multiply them by 255, or save floats in [0, 1]")
+    return 0, 255
+
+
+def _float_range(low, high, found):
+    if low < -1 or high > 255 or (low < 0 and high > 1):
+        raise _outside(found)
+    if low < 0:
+        return -1, 1
+    if high <= 1:
+        return 0, 1
+    if high <= DARKEST_0_255_MAX:
+        raise ValueError(f"{found}: [0, 1] overshot, or a nearly black [0, 255]? clip them to [0, 1], or save "
+                         "uint8 in [0, 255]")
+    return 0, 255
+
+
+def _outside(found):
+    return ValueError(f"{found}, outside every pixel range ({PIXEL_RANGES}): rescale or clip them")
 
 
 def list_images(folder):
@@ -130,8 +173,14 @@ def sample_key(path):
 
 def load_sample_array(path):
     """The sample array in a .npy or .npz file ('samples', else the first array), memory-mapped
-    when stored uncompressed.  The samples.npz of a sample folder must be whole (its manifest)."""
-    path = Path(path)
+    when stored uncompressed, or in the samples.npz of a sample folder given as ``path``.  The
+    samples.npz of a sample folder must be whole (its manifest)."""
+    path = sample_source(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder without {outputs.NPZ_NAME}: give a .npy/.npz sample array, or a "
+                         "folder that test_ddgan.py --num_samples wrote")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: give a .npy/.npz sample array")
     if path.suffix.lower() != ".npz":
         return _read_array(path, lambda: np.load(path, mmap_mode="r"))
     key = sample_key(path)
@@ -206,9 +255,7 @@ def _open_folder(folder):
 
 
 def _open_array(path):
-    samples = load_sample_array(path)
-    check_samples(samples, where=str(path))
-    return SampleArrayDataset(samples)
+    return SampleArrayDataset(load_sample_array(path), where=str(path))
 
 
 def stack_images(batch):

@@ -34,7 +34,19 @@ _BLOCKS = (
 
 
 class InceptionWeightsError(OSError):
-    """The FID Inception weights are missing, unreadable or not the expected file."""
+    """The FID Inception weights are missing, unreadable or not the expected file.  A message that
+    tells the user to pass the file names the command's flag: ``--weights`` (the pytorch_fid command
+    lines) in place of FLAG, unless ``for_flag`` gives the error for another command."""
+
+    FLAG = "{flag}"
+
+    def __init__(self, message, flag="--weights"):
+        super().__init__(message.replace(self.FLAG, flag))
+        self.message = message
+
+    def for_flag(self, flag):
+        """The same error for a command whose flag for the weights file is ``flag`` (e.g. --inception_weights)."""
+        return InceptionWeightsError(self.message, flag)
 
 
 def avg_pool_same(x):
@@ -320,7 +332,7 @@ def find_fid_weights(path=None):
     $FID_WEIGHTS_PATH, else the torch hub checkpoint folder.  None when none of these is set
     and the hub folder lacks the file.  A path that is named but missing is an error."""
     if path is not None:
-        return _existing(path, "Inception weights file")
+        return _existing(path, InceptionWeightsError.FLAG)
     for var in WEIGHTS_ENV_VARS:
         if os.environ.get(var):
             return _existing(os.environ[var], f"${var}")
@@ -359,9 +371,9 @@ def load_fid_weights(path=None):
 
 def _not_found(reason):
     return InceptionWeightsError(
-        f"Inception weights {FID_WEIGHTS_NAME} not found and not downloaded ({reason}): pass --weights PATH, "
-        f"set {WEIGHTS_ENV_VARS[0]}=PATH, or put the file in {hub_weights_path().parent}/ "
-        f"(download: {FID_WEIGHTS_URL})")
+        f"Inception weights {FID_WEIGHTS_NAME} not found and not downloaded ({reason}): "
+        f"pass {InceptionWeightsError.FLAG} PATH, set {WEIGHTS_ENV_VARS[0]}=PATH, or put the file in "
+        f"{hub_weights_path().parent}/ (download: {FID_WEIGHTS_URL})")
 
 
 def _read(path):

@@ -41,12 +41,12 @@ def main(argv=None):
     with user_errors(parser.prog):
         images = open_images(sample_source(args.sample_dir))
         check_count([METRICS["is"]], len(images), Options(splits=args.splits))
-        if len(images) != PUBLISHED_SAMPLES:
-            print(f"note: {len(images)} samples; published scores use {PUBLISHED_SAMPLES}", file=sys.stderr)
-        evaluator = Evaluator(["is"], device=args.device, inception_weights=args.weights,
+        evaluator = Evaluator(["is"], device=args.device, inception_weights=args.weights, weights_flag="--weights",
                               random_weights=args.random_weights, batch_size=args.batch_size,
                               num_workers=args.num_workers, splits=args.splits)
         result = evaluator.evaluate(images)
+    if len(images) != PUBLISHED_SAMPLES:  # after the score, so that an error stays the one line on stderr
+        print(f"note: {len(images)} samples; published scores use {PUBLISHED_SAMPLES}", file=sys.stderr)
     print(evaluator.summaries(result)[0])
 
 

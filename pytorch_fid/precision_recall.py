@@ -32,7 +32,7 @@ def main(argv=None):
         fake = open_images(args.fake)
         check_count([METRICS["pr"]], len(fake), Options(k=args.k), "FAKE images")
         evaluator = Evaluator(["pr"], device=args.device, real=args.real, inception_weights=args.weights,
-                              random_weights=args.random_weights, batch_size=args.batch_size,
+                              weights_flag="--weights", random_weights=args.random_weights, batch_size=args.batch_size,
                               num_workers=args.num_workers, k=args.k, nn_batch_size=args.nn_batch_size)
         result = evaluator.evaluate(fake)
     print(f"Precision: {result['precision']:.4f}")

@@ -7,11 +7,12 @@ returns the arguments, and a fragment the error line must contain.  New flags, c
 file kinds join the tables below; one table per command, so that rows are easy to find.
 """
 
+import json
 import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
@@ -33,6 +34,7 @@ class Case:
     expect: str  # a fragment of the error line
     code: int | None = None  # the exit status, when it matters (argparse: 2)
     writes: bool = False  # the command may create new files (it must still change none)
+    env: dict = field(default_factory=dict)  # more environment variables; "{scratch}" in a value: the scratch folder
 
 
 def noise_pngs(folder, count=4):
@@ -56,20 +58,50 @@ TEMPLATES = {}  # name -> folder made once by the ``templates`` fixture, copied 
 
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory):
-    """Finished tiny runs (with and without EMA, content.pth) that cases copy."""
+    """Finished tiny runs (with and without EMA, content.pth; with the modes metric) that cases copy."""
     import train_ddgan
 
     root = tmp_path_factory.mktemp("templates")
     train_ddgan.main([*ONE_STEP, "--save_dir", str(root / "runs"), "--use_ema", "--ema_decay", "0.9",
                       "--save_content", "--max_iters_per_epoch", "0"])
     train_ddgan.main([*ONE_STEP, "--save_dir", str(root / "plain"), "--save_content", "--max_iters_per_epoch", "0"])
-    TEMPLATES.update(run=root / "runs", plain=root / "plain")
+    train_ddgan.main([*ONE_STEP, "--save_dir", str(root / "metrics"), "--save_content", "--max_iters_per_epoch", "0",
+                      "--metrics", "modes", "--metrics_samples", "20"])
+    TEMPLATES.update(run=root / "runs", plain=root / "plain", metrics=root / "metrics")
     return TEMPLATES
 
 
 def trained_run(scratch, template="run"):
-    """Copy a trained tiny run ("run": with EMA; "plain": without) to ``scratch/runs`` (``train``'s --save_dir)."""
+    """Copy a trained tiny run ("run": with EMA; "plain": without; "metrics": with metrics.jsonl and
+    netG_best.pth) to ``scratch/runs`` (``train``'s --save_dir)."""
     shutil.copytree(TEMPLATES[template], scratch / "runs")
+
+
+RUN = "runs/dd_gan/stacked_digits/experiment_cifar_default"  # the run folder of ``train`` in the scratch folder
+RECORD = {"epoch": 0, "step": 0, "time": "2026-12-06T10:00:00+0000", "seconds": 0.5, "modes": 3, "kl": 5.9,
+          "checkpoint": "netG_0.pth"}  # a line of metrics.jsonl
+
+
+def records_text(*records):
+    """metrics.jsonl holding ``records``: dicts (written as JSON) or lines of text as they are."""
+    return "".join((json.dumps(record) if isinstance(record, dict) else record) + "\n" for record in records)
+
+
+def metrics_run(*records):
+    """A trained run with the modes metric whose metrics.jsonl holds ``records`` (see ``records_text``)."""
+    def setup(scratch):
+        trained_run(scratch, "metrics")
+        (scratch / RUN / "metrics.jsonl").write_text(records_text(*records))
+    return setup
+
+
+def in_place_of(name):
+    """A trained run with the modes metric whose ``name`` is a folder."""
+    def setup(scratch):
+        trained_run(scratch, "metrics")
+        os.remove(scratch / RUN / name)
+        (scratch / RUN / name).mkdir()
+    return setup
 
 
 def write_file(name, data=b""):
@@ -173,6 +205,41 @@ TRAIN_CASES = [
     Case("train-resume-epochs-below", "train_ddgan.py",
          train("--resume", setup=trained_run_and("--num_epoch", "1", "--max_iters_per_epoch", "0")),
          "already finished epoch 1", 1),
+    # the run's records read back on --resume: refused before anything is written or trained
+    Case("train-resume-metrics-text-value", "train_ddgan.py",
+         train("--resume", "--num_epoch", "2", setup=metrics_run({**RECORD, "kl": "6.91"})),
+         'metrics.jsonl line 1: "kl" is "6.91", not a number: correct or delete the line', 1),
+    Case("train-resume-metrics-bool-value", "train_ddgan.py",
+         train("--resume", "--num_epoch", "2", setup=metrics_run(RECORD, {**RECORD, "epoch": 1, "modes": True})),
+         'metrics.jsonl line 2: "modes" is true, not a number', 1),
+    Case("train-resume-metrics-no-epoch", "train_ddgan.py",
+         train("--resume", "--num_epoch", "2", setup=metrics_run({key: value for key, value in RECORD.items()
+                                                                  if key != "epoch"})),
+         'metrics.jsonl line 1 has no "epoch" (a whole number >= 0)', 1),
+    Case("train-resume-metrics-text-epoch", "train_ddgan.py",
+         train("--resume", "--num_epoch", "2", setup=metrics_run({**RECORD, "epoch": "0"})),
+         'metrics.jsonl line 1 has no "epoch"', 1),
+    Case("train-resume-metrics-not-json", "train_ddgan.py",
+         train("--resume", "--num_epoch", "2", setup=metrics_run(RECORD, "", "{oops", {**RECORD, "epoch": 1})),
+         "metrics.jsonl line 3 is not JSON: correct or delete the line", 1),
+    Case("train-resume-metrics-not-an-object", "train_ddgan.py",
+         train("--resume", "--num_epoch", "2", setup=metrics_run("[1, 2]", RECORD)),
+         "metrics.jsonl line 1 is not a JSON object", 1),
+    Case("train-resume-metrics-text-field", "train_ddgan.py",
+         train("--resume", "--num_epoch", "2", setup=metrics_run({**RECORD, "checkpoint": 7})),
+         'metrics.jsonl line 1: "checkpoint" is 7, not text', 1),
+    Case("train-resume-metrics-is-a-folder", "train_ddgan.py",
+         train("--resume", "--num_epoch", "2", setup=in_place_of("metrics.jsonl")),
+         "metrics.jsonl is a folder where the run writes a file: remove or rename it", 1),
+    Case("train-resume-best-is-a-folder", "train_ddgan.py",
+         train("--resume", "--num_epoch", "2", setup=in_place_of("netG_best.pth")),
+         "netG_best.pth is a folder where the run writes a file", 1),
+    Case("train-no-inception-weights", "train_ddgan.py", train("--metrics", "fid"),
+         "pass --inception_weights PATH, set DDGAN_INCEPTION_WEIGHTS=PATH", 1, writes=True),
+    Case("train-corrupt-classifier-cache", "train_ddgan.py",
+         train("--metrics", "modes", setup=write_file("cache/ddgan/digits_classifier_v1.pt", b"garbage")),
+         "digits_classifier_v1.pt (RuntimeError, BadZipFile): the cache file is damaged: delete it", 1, writes=True,
+         env={"XDG_CACHE_HOME": "{scratch}/cache"}),
 ]
 
 # ----------------------------------------------------------------------------- test_ddgan.py
@@ -245,6 +312,7 @@ def sample(*arguments, setup=None):
 
 
 NAN_STATS = {"mu": np.full(2048, np.nan), "sigma": np.eye(2048)}
+OVERSHOT = np.linspace(0, 1.5, 2 * 8 * 8 * 3, dtype=np.float32).reshape(2, 8, 8, 3)  # [0, 1]? or dark [0, 255]?
 FLOAT_NAN = np.where(np.eye(16, dtype=bool)[None, :, :, None], np.nan, 100.0).repeat(4, 0).repeat(3, 3)
 SAMPLE_CASES = [
     # where the samples would go: never into, or over, an input; nothing written before refusing
@@ -308,9 +376,22 @@ SAMPLE_CASES = [
          "pr needs at least 4 real images (k = 3), got 3", 1),
     Case("sample-weights-is-a-folder", "test_ddgan.py",
          sample("--compute_fid", "--real_img_dir", "real", "--num_samples", "2", "--inception_weights", "real",
-                setup=pngs("real")), "Inception weights file real is a folder", 1),
+                setup=pngs("real")), "--inception_weights real is a folder", 1),
     Case("sample-checkpoint-is-a-folder", "test_ddgan.py",
          sample("--checkpoint", "real", setup=pngs("real")), "real is a folder", 1),
+    Case("sample-no-inception-weights", "test_ddgan.py",
+         sample("--compute_fid", "--real_img_dir", "real", "--num_samples", "2", setup=pngs("real")),
+         "pass --inception_weights PATH, set DDGAN_INCEPTION_WEIGHTS=PATH", 1),
+    Case("sample-checkpoint-other-dict", "test_ddgan.py",
+         sample("--checkpoint", "opt.pth", setup=lambda s: torch.save({"step": 3, "lr": 0.1}, s / "opt.pth")),
+         "opt.pth is not a generator checkpoint (expected a state dict or {'state_dict', 'config'}): pass a "
+         "netG_{epoch}.pth of the run", 1),
+    Case("sample-checkpoint-empty-dict", "test_ddgan.py",
+         sample("--checkpoint", "empty.pth", setup=lambda s: torch.save({}, s / "empty.pth")),
+         "empty.pth is not a generator checkpoint", 1),
+    Case("sample-lock-is-a-folder", "test_ddgan.py",
+         sample("--sample_dir", "out", "--num_samples", "2", setup=made("out/.lock")),
+         "out/.lock is a folder where a lock file goes: remove or rename it", 1),
     Case("sample-mode-classifier-missing", "test_ddgan.py",
          sample("--dataset", "stackmnist", "--mode_coverage", "--mode_classifier", "mnist.pt"),
          "classifier file mnist.pt not found", 1),
@@ -371,7 +452,9 @@ METRIC_CASES = [
          in_scratch("run", "real", setup=on(pngs("run"), write_file("run/manifest.json", b"{"), pngs("real"))),
          "not a readable sample manifest", 1),
     Case("metric-fid-weights-is-a-folder", FID, in_scratch("real", "real", "--weights", "real", setup=pngs("real")),
-         "Inception weights file real is a folder", 1),
+         "--weights real is a folder", 1),
+    Case("metric-fid-no-weights", FID, in_scratch("real", "real", setup=pngs("real")),
+         "pass --weights PATH, set DDGAN_INCEPTION_WEIGHTS=PATH", 1),
     Case("metric-fid-save-stats-exists", FID,
          in_scratch("--save-stats", "real", "s", setup=on(pngs("real"), write_file("s.npz"))),
          "s.npz already exists", 1),
@@ -404,6 +487,8 @@ METRIC_CASES = [
          in_scratch("--sample_dir", "run", setup=write_file("run/samples.npz", b"PK\x03\x04")), "cannot read", 1),
     Case("metric-is-too-few", IS, in_scratch("--sample_dir", "real", setup=pngs("real", 3)),
          "is needs at least 10 samples (one per split), got 3", 1),
+    Case("metric-is-no-weights", IS, in_scratch("--sample_dir", "real", setup=pngs("real", 12)),
+         "pass --weights PATH", 1),
     Case("metric-is-zero-splits", IS, in_scratch("--sample_dir", "x", "--splits", "0"), "0 is out of range", 2),
     Case("metric-is-nan-splits", IS, in_scratch("--sample_dir", "x", "--splits", "nan"), "expected an integer", 2),
     # precision/recall
@@ -413,6 +498,7 @@ METRIC_CASES = [
     Case("metric-pr-too-few-fake", PR, in_scratch("real", "fake", setup=on(pngs("real"), pngs("fake", 3))),
          "pr needs at least 4 FAKE images (k = 3), got 3", 1),
     Case("metric-pr-zero-k", PR, in_scratch("real", "fake", "--k", "0"), "0 is out of range", 2),
+    Case("metric-pr-no-weights", PR, in_scratch("real", "real", setup=pngs("real")), "pass --weights PATH", 1),
     # mode coverage
     Case("metric-modes-nan-samples", MODES,
          in_scratch("--samples", "x.npy", setup=arrays("x.npy", np.full((2, 3, 8, 8), np.nan, np.float32))),
@@ -426,6 +512,62 @@ METRIC_CASES = [
          in_scratch("--train_mnist", ".", "--mode_classifier", "out", setup=made("out")),
          "the classifier file out is a folder: give a file name", 1),
     Case("metric-modes-train-without-target", MODES, in_scratch("--train_mnist", "."), "needs --mode_classifier", 2),
+    Case("metric-modes-corrupt-cache", MODES,
+         in_scratch("--samples", "x.npy", setup=on(arrays("x.npy", np.zeros((2, 8, 8, 3), np.uint8)),
+                                                   write_file("cache/ddgan/digits_classifier_v1.pt", b"garbage"))),
+         "the cache file is damaged: delete it; it is trained again (seconds) on first use", 1,
+         env={"XDG_CACHE_HOME": "{scratch}/cache"}),
+    Case("metric-modes-empty-cache-file", MODES,
+         in_scratch("--samples", "x.npy", setup=on(arrays("x.npy", np.zeros((2, 8, 8, 3), np.uint8)),
+                                                   write_file("cache/ddgan/digits_classifier_v1.pt"))),
+         "the cache file is damaged: delete it", 1, env={"XDG_CACHE_HOME": "{scratch}/cache"}),
+    Case("metric-modes-samples-missing", MODES, in_scratch("--samples", "x.npy"),
+         "x.npy does not exist: give a .npy/.npz sample array", 1),
+    Case("metric-modes-samples-image-folder", MODES, in_scratch("--samples", "real", setup=pngs("real")),
+         "real is a folder without samples.npz: give a .npy/.npz sample array", 1),
+    # sample arrays: one rule for the value range (pytorch_fid.data.pixel_range), in every command
+    *[Case(f"{name}-{kind}-array", command, in_scratch(*flags, "x.npy", *more, setup=on(arrays("x.npy", array),
+                                                                                          pngs("real"))),
+           message, 1)
+      for name, command, flags, more in [("metric-modes", MODES, ["--samples"], []),
+                                         ("metric-fid", FID, [], ["real"]),
+                                         ("metric-is", IS, ["--sample_dir"], [])]
+      for kind, array, message in [
+          ("ambiguous", OVERSHOT, "hold float32 values in [0, 1.5]: [0, 1] overshot, or a nearly black [0, 255]?"),
+          ("outside", np.full((2, 8, 8, 3), -3.0, np.float32), "outside every pixel range (uint8 [0, 255]; float"),
+          ("binary", np.ones((2, 8, 8, 3), np.int64), "integers are read as [0, 255]; multiply them by 255")]],
+]
+
+# ----------------------------------------------------------------------------- utils.plot_metrics
+PLOT = "-m utils.plot_metrics"
+
+
+def records(*lines, folder="run"):
+    """``folder``/metrics.jsonl holding ``lines`` (see ``records_text``)."""
+    return write_file(f"{folder}/metrics.jsonl", records_text(*lines).encode())
+
+
+GOOD = records(RECORD, {**RECORD, "epoch": 1})
+PLOT_CASES = [
+    Case("plot-output-is-the-input", PLOT, in_scratch("run", "--output", "run/metrics.jsonl", setup=GOOD),
+         "--output run/metrics.jsonl: matplotlib cannot write .jsonl files; give a .png", 1),
+    Case("plot-output-is-content", PLOT,
+         in_scratch("run", "--output", "run/content.pth", setup=on(GOOD, write_file("run/content.pth", b"state"))),
+         "matplotlib cannot write .pth files", 1),
+    Case("plot-output-below-a-file", PLOT, in_scratch("run", "--output", "notes/m.png",
+                                                      setup=on(GOOD, write_file("notes"))),
+         "--output notes/m.png lies below the file", 1),
+    Case("plot-line-not-json", PLOT, in_scratch("run", setup=records(RECORD, "", "{oops", RECORD)),
+         "run/metrics.jsonl line 3 is not JSON: correct or delete the line", 1),
+    Case("plot-text-value", PLOT, in_scratch("run", setup=records(RECORD, {**RECORD, "kl": "5.0"})),
+         'run/metrics.jsonl line 2: "kl" is "5.0", not a number', 1),
+    Case("plot-no-epoch", PLOT, in_scratch("run", setup=records({"kl": 1.0})), 'line 1 has no "epoch"', 1),
+    Case("plot-run-missing", PLOT, in_scratch("nowhere"), "nowhere does not exist: give the run folder", 1),
+    Case("plot-no-records", PLOT, in_scratch("run", setup=made("run")), "no metrics.jsonl in run: train with --metrics",
+         1),
+    Case("plot-records-is-a-folder", PLOT, in_scratch("run", setup=made("run/metrics.jsonl")),
+         "run/metrics.jsonl is a folder, not the run's metrics.jsonl", 1),
+    Case("plot-empty-records", PLOT, in_scratch("run", setup=records()), "no metric values in run/metrics.jsonl", 1),
 ]
 
 # ----------------------------------------------------------------------------- datasets_prep
@@ -523,7 +665,7 @@ DATA_CASES = [
          "--stacked_digits_length: expected an integer, got 'nan'", 2),
 ]
 
-CASES = TRAIN_CASES + SAMPLE_CASES + METRIC_CASES + DATA_CASES
+CASES = TRAIN_CASES + SAMPLE_CASES + METRIC_CASES + PLOT_CASES + DATA_CASES
 
 
 @pytest.fixture(scope="module")
@@ -540,7 +682,8 @@ def outcomes(request, tmp_path_factory, templates):
         scratch.mkdir(parents=True)
         arguments = case.arguments(scratch)
         before = file_digests(scratch)
-        result = run_command(case.command, *arguments, cwd=scratch, env=cli_env(root / case.id))
+        extra = {name: value.format(scratch=scratch) for name, value in case.env.items()}
+        result = run_command(case.command, *arguments, cwd=scratch, env=cli_env(root / case.id, **extra))
         return result, before, file_digests(scratch)
 
     try:

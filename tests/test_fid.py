@@ -306,8 +306,11 @@ def test_npz_first_array_and_grayscale(tmp_path):
 
 @pytest.mark.parametrize("array, message", [
     (np.zeros((2, 3, 8, 8), np.uint8), "transpose"),
-    (np.full((2, 8, 8, 3), 0.5, np.float32), "multiply them by 255"),
-    (np.full((2, 8, 8, 3), 300.0), r"\[0, 255\]"),
+    (np.ones((2, 8, 8, 3), np.int64), "integers are read as \\[0, 255\\]; multiply them by 255"),
+    (np.full((2, 8, 8, 3), 300.0), r"values in \[300, 300\], outside every pixel range"),
+    (np.linspace(-1, 2, 2 * 8 * 8 * 3).reshape(2, 8, 8, 3), r"values in \[-1, 2\], outside every pixel range"),
+    (np.full((2, 8, 8, 3), -300, np.int16), "outside every pixel range"),
+    (np.linspace(0, 1.9, 2 * 8 * 8 * 3).reshape(2, 8, 8, 3), r"\[0, 1\] overshot, or a nearly black \[0, 255\]"),
     (np.zeros((8, 8, 3), np.uint8), "got shape"),
 ])
 def test_bad_sample_arrays(array, message):
@@ -315,9 +318,32 @@ def test_bad_sample_arrays(array, message):
         check_samples(array)
 
 
-def test_float_samples_in_pixel_range():
-    samples = np.full((1, 2, 2, 3), 255.0)
-    assert SampleArrayDataset(samples)[0].eq(1).all()
+ENCODINGS = {  # the same pixels p in [0, 255] as each range stores them
+    "uint8": lambda p: p, "int64": lambda p: p.astype(np.int64), "float 0..255": lambda p: p.astype(np.float32),
+    "float 0..1": lambda p: p.astype(np.float32) / 255, "float -1..1": lambda p: p.astype(np.float64) / 127.5 - 1,
+}
+
+
+@pytest.mark.parametrize("name, low, high", [("uint8", 0, 255), ("int64", 0, 255), ("float 0..255", 0, 255),
+                                             ("float 0..1", 0, 1), ("float -1..1", -1, 1)])
+def test_the_value_range_is_told_apart(name, low, high):
+    assert data.pixel_range(ENCODINGS[name](random_images(3, 8))) == (low, high)
+
+
+def test_every_range_reads_as_the_same_images():
+    """The FID tool's reading (SampleArrayDataset) and mode coverage's (as_images) of one image set do
+    not depend on how its values are stored: one rule, ``pixel_range``, for both."""
+    from metrics.mode_coverage import as_images
+
+    pixels = random_images(3, 8)
+    expected = torch.from_numpy(pixels / 255).permute(0, 3, 1, 2).float()
+    for name, encode in ENCODINGS.items():
+        samples = encode(pixels)
+        read = torch.stack([SampleArrayDataset(samples)[index] for index in range(3)])
+        torch.testing.assert_close(read, expected, atol=1e-6, rtol=0, msg=name)
+        torch.testing.assert_close(as_images(samples), expected * 2 - 1, atol=1e-6, rtol=0, msg=name)
+        torch.testing.assert_close(as_images(torch.from_numpy(samples).permute(0, 3, 1, 2)), expected * 2 - 1,
+                                   atol=1e-6, rtol=0, msg=name)
 
 
 def test_samples_in_memory_are_read_without_loader_processes(monkeypatch):

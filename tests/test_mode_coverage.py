@@ -171,9 +171,21 @@ def test_cli_errors(tmp_path, capsys):
     assert result.returncode == 1
     assert result.stderr.startswith("python -m metrics.mode_coverage: error: stackmnist mode coverage needs an "
                                     "MNIST classifier")
-    with pytest.raises(SystemExit, match="error: cannot read samples from .*none.npy"):
+    with pytest.raises(SystemExit, match="error: .*none.npy does not exist: give a .npy/.npz sample array"):
         mc.main(["--samples", str(tmp_path / "none.npy"), "--mode_classifier", str(tmp_path / "samples.npy")])
     with pytest.raises(SystemExit) as exit_info:
         mc.main(["--train_mnist", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "--train_mnist needs --mode_classifier FILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, side, fix", [("digits_classifier_v1.pt", 8, r"trained again \(seconds\) on first use"),
+                                             ("mnist_classifier_v1.pt", 28, "--train_mnist DATADIR")])
+def test_a_damaged_cache_file_is_named_with_its_fix(tmp_path, monkeypatch, capfd, name, side, fix):
+    """One line naming the cache file, and nothing that torch's loaders would print about it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    (tmp_path / "ddgan").mkdir()
+    (tmp_path / "ddgan" / name).write_bytes(b"garbage")
+    with pytest.raises(MetricError, match=f"{tmp_path}/ddgan/{name} .*: the cache file is damaged: delete it; .*{fix}"):
+        mc.load_classifier(str(tmp_path / "ddgan" / name), side)
+    assert capfd.readouterr().err == ""

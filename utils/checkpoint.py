@@ -3,12 +3,14 @@
 Generator files (``netG_{epoch}.pth``) are ``{'state_dict': <reference key layout>,
 'config': <model flags>, ...}``, so sampling needs no model flags and the weights load
 in the reference's code after ``['state_dict']``.  ``load_generator`` also reads the
-reference's own files: plain state dicts with or without DDP's ``module.`` prefix.
+reference's own files (plain state dicts with or without DDP's ``module.`` prefix) and the
+generator inside a content.pth (the EMA weights when it has them).
 Every write goes to a temporary file that is renamed over the target, so a crash
 never leaves a truncated checkpoint behind.
 """
 
 import os
+import sys
 import tempfile
 
 import torch
@@ -86,13 +88,43 @@ def save_generator(path, generator, config, **extra):
     atomic_save({"state_dict": state, "config": dict(config), **extra}, path)
 
 
-def split_generator_file(payload):
-    """(state_dict, config or None) from one of our files or a bare reference state dict."""
+def split_generator_file(payload, path="the file"):
+    """(state_dict, config or None) from one of our generator files, a bare reference state dict, or a
+    training state (content.pth: see ``_content_generator``).  CheckpointError naming ``path`` for
+    anything else."""
     if isinstance(payload, dict) and "state_dict" in payload and "config" in payload:
         return payload["state_dict"], payload["config"]
-    if isinstance(payload, dict) and all(torch.is_tensor(v) for v in payload.values()):
+    if isinstance(payload, dict) and payload and all(torch.is_tensor(v) for v in payload.values()):
         return payload, None
-    raise CheckpointError("not a generator checkpoint: expected a state dict or {'state_dict', 'config'}")
+    if _is_training_state(payload):
+        return _content_generator(payload)
+    raise CheckpointError(f"{path} is not a generator checkpoint (expected a state dict or {{'state_dict', "
+                          "'config'}): pass a netG_{epoch}.pth of the run")
+
+
+def _is_training_state(payload):
+    return isinstance(payload, dict) and isinstance(payload.get("netG_dict"), dict)
+
+
+def _ema_shadow(content):
+    ema = content.get("ema")
+    return ema.get("shadow") if isinstance(ema, dict) and isinstance(ema.get("shadow"), dict) else None
+
+
+def _content_generator(content):
+    """(state_dict, config or None) of the generator in a training state: G's weights with the EMA's
+    averaged parameters in their place (as netG_{epoch}.pth holds them with --use_ema) when the file
+    has an EMA, else G's own."""
+    state = dict(content["netG_dict"])
+    state.update(_ema_shadow(content) or {})
+    return state, content.get("model_config")
+
+
+def _content_note(content, path):
+    """The note that says which weights of the training state ``path`` are sampled, and of which epoch."""
+    weights = "G's own weights (not an EMA)" if _ema_shadow(content) is None else "the EMA weights"
+    done = f"after epoch {content['epoch'] - 1}" if isinstance(content.get("epoch"), int) else "of the run"
+    return f"{path} is a training state: sampling {weights} {done}"
 
 
 def _flag_conflicts(config, args, explicit):
@@ -129,7 +161,10 @@ def load_generator(path, device, args=None, explicit=()):
     The configuration comes from the file when it has one (flags named in ``explicit``
     must agree with it), else from ``args``.  Returns (generator in eval mode, config).
     """
-    state_dict, config = split_generator_file(read(path, "generator checkpoint"))
+    payload = read(path, "generator checkpoint")
+    state_dict, config = split_generator_file(payload, path)
+    if _is_training_state(payload):
+        print(f"note: {_content_note(payload, path)}", file=sys.stderr)
     if config is None:
         if args is None:
             raise CheckpointError(f"{path} holds no model configuration: pass the model flags")

@@ -1,7 +1,9 @@
 """One job per output: an advisory lock (``flock``) held for the life of the job.
 
 The kernel releases it when the process ends, however it ends (SIGKILL included), so a lock
-file left behind never blocks the next job.  The file names its holder (pid, host, start
+file left behind never blocks the next job.  A forked child (a DataLoader worker, a pool process)
+lets go of its copy of the lock at once: otherwise the children of a killed job, which outlive it
+by seconds, would keep its lock and turn the next job away.  The file names its holder (pid, host, start
 time, command), which is what a second job into the same output prints before it stops.
 Used by training (the run folder), test_ddgan.py (the sample folder) and prepare_lmdb (the
 database being written).
@@ -14,6 +16,21 @@ import os
 import socket
 import sys
 import time
+import weakref
+
+_HELD = weakref.WeakSet()  # the FolderLocks this process holds
+
+
+def _let_go_in_child():
+    """After a fork, in the child: close the inherited lock files (the lock stays with the parent, whose
+    descriptor still refers to it) and forget them, so that nothing in the child releases or removes one."""
+    for lock in list(_HELD):
+        lock.handle.close()
+        lock.handle = None
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_let_go_in_child)
 
 
 class FolderLock:
@@ -41,11 +58,14 @@ class FolderLock:
                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)}\n")
         handle.flush()
         self.handle = handle
+        _HELD.add(self)
         return self
 
     def _lock(self):
         """The open, locked lock file.  A file that its holder deleted while this process waited for it
         is no lock any more: then the new one at ``path`` is taken."""
+        if os.path.isdir(self.path):
+            raise self.error(f"{self.path} is a folder where a lock file goes: remove or rename it")
         while True:
             handle = open(self.path, "a+")  # noqa: SIM115 (held open for the life of the job)
             try:
@@ -68,6 +88,7 @@ class FolderLock:
         """Let the lock go (deleting its file first, while still holding it, with ``remove``)."""
         if self.handle is None:
             return
+        _HELD.discard(self)
         if self.remove:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)

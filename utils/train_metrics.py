@@ -14,13 +14,17 @@ sampler of test_ddgan.py (seeded with the run's seed, the training RNG untouched
 A resumed run drops the lines of epochs it will train again, so no epoch appears twice.  A
 SIGINT/SIGTERM during an evaluation abandons it: the run saves content.pth and stops at once,
 and that epoch has no line.
-Everything fallible (names, Inception weights, the real side) is prepared before the first
-iteration.
+Everything fallible (names, Inception weights, the real side, the records of a resumed run) is
+prepared before the first iteration.  The records are read back defensively (``read_records``): a
+line that cannot be read stops the run before anything is trained, naming the file and line; a
+last line that a crash cut short is skipped with a warning; a NaN never counts as the best.
 """
 
 import contextlib
 import json
+import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -30,14 +34,76 @@ from utils import checkpoint, rng, sampling
 
 METRICS_JSONL = "metrics.jsonl"
 BEST = "netG_best.pth"
+TEXT_FIELDS = ("time", "checkpoint")  # the fields of a record that are text (or null); the others are numbers
 
 
-def read_records(path):
-    """The JSON objects of a metrics.jsonl, in order ([] if there is none)."""
-    if not os.path.isfile(path):
+def read_records(path, warn=True):
+    """The records of a metrics.jsonl, in order ([] if there is none), each checked by ``check_record``.
+
+    A ValueError names the file and line that cannot be read back, except for a last line that a
+    crash cut short (no newline after it): that one is skipped.  ``warn``: print a warning for it and
+    for every NaN or infinite value."""
+    _not_a_folder(path)
+    if not os.path.exists(path):
         return []
-    with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        lines = handle.read().split("\n")
+    records = []
+    for number, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            record = json.loads(text)
+        except ValueError:
+            if number < len(lines):
+                raise ValueError(f"{where} is not JSON: correct or delete the line") from None
+            _warning(warn, f"{where} was cut short (the run stopped while writing it): skipped")
+            continue
+        records.append(check_record(record, where, warn))
+    return records
+
+
+def check_record(record, where, warn=True):
+    """``record`` if it is a JSON object with a whole "epoch" >= 0 and a number (maybe NaN or inf, then
+    a warning with ``warn``) in every field but TEXT_FIELDS; else a ValueError naming ``where``."""
+    fix = "correct or delete the line"
+    if not isinstance(record, dict):
+        raise ValueError(f"{where} is not a JSON object: {fix}")
+    epoch = record.get("epoch")
+    if not _is_number(epoch) or isinstance(epoch, float) or epoch < 0:
+        raise ValueError(f"{where} has no \"epoch\" (a whole number >= 0): {fix}")
+    for key, value in record.items():
+        if key in TEXT_FIELDS and not (value is None or isinstance(value, str)):
+            raise ValueError(f"{where}: \"{key}\" is {json.dumps(value)}, not text: {fix}")
+        if key not in TEXT_FIELDS and not _is_number(value):
+            raise ValueError(f"{where}: \"{key}\" is {json.dumps(value)}, not a number: {fix}")
+        if key not in TEXT_FIELDS and not math.isfinite(value):
+            _warning(warn, f"{where}: {key} is {json.dumps(value)}, which never counts as the best")
+    return record
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _warning(warn, message):
+    if warn:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def _not_a_folder(path):
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder where the run writes a file: remove or rename it")
+
+
+def check_run_files(folder, resume):
+    """Pre-flight of --metrics, before anything is written: metrics.jsonl and netG_best.pth are not
+    folders, and with ``resume`` every record of metrics.jsonl reads back (ValueError naming the line)."""
+    _not_a_folder(os.path.join(folder, BEST))
+    _not_a_folder(os.path.join(folder, METRICS_JSONL))
+    if resume:
+        read_records(os.path.join(folder, METRICS_JSONL), warn=False)
 
 
 def dataset_images(dataset, count):
@@ -70,14 +136,15 @@ class TrainingMetrics:
         self._rewrite()
 
     def best(self):
-        values = [record[self.key] for record in self.records]
+        """The best finite value of the first metric so far (None if none): a NaN never wins."""
+        values = [record[self.key] for record in self.records if math.isfinite(record.get(self.key, math.nan))]
         if not values:
             return None
         return max(values) if self.higher_is_better else min(values)
 
     def improves(self, value):
         best = self.best()
-        return best is None or (value > best if self.higher_is_better else value < best)
+        return math.isfinite(value) and (best is None or (value > best if self.higher_is_better else value < best))
 
     def evaluate(self, generator, config, epoch, step, checkpoint_name=None):
         """Sample, score, record; keep netG_best.pth.  Returns the record (a dict)."""

@@ -88,9 +88,11 @@ def check_metrics(args):
         return
     from metrics import METRICS, parse_metric_names
     from metrics.registry import Options, check_count
+    from utils.train_metrics import check_run_files
 
     names = parse_metric_names(args.metrics)
     check_count([METRICS[name] for name in names], args.metrics_samples, Options(), "--metrics_samples")
+    check_run_files(run_folder.run_dir(args), args.resume and not args.dry_run)
     if args.real_img_dir is not None and not os.path.exists(args.real_img_dir):
         raise ValueError(f"--real_img_dir {args.real_img_dir} does not exist: pass a folder of images, a "
                          "samples .npz or a statistics .npz")
