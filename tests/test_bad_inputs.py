@@ -425,7 +425,7 @@ METRIC_CASES = [
     Case("metric-modes-train-into-a-folder", MODES,
          in_scratch("--train_mnist", ".", "--mode_classifier", "out", setup=made("out")),
          "the classifier file out is a folder: give a file name", 1),
-    Case("metric-modes-train-without-target", MODES, in_scratch("--train_mnist", "."), "needs --mode_classifier", 2),
+    Case("metric-modes-train-without-mnist", MODES, in_scratch("--train_mnist", "."), "is missing: put MNIST's idx", 1),
 ]
 
 # ----------------------------------------------------------------------------- datasets_prep
