@@ -511,7 +511,7 @@ METRIC_CASES = [
     Case("metric-modes-train-into-a-folder", MODES,
          in_scratch("--train_mnist", ".", "--mode_classifier", "out", setup=made("out")),
          "the classifier file out is a folder: give a file name", 1),
-    Case("metric-modes-train-without-target", MODES, in_scratch("--train_mnist", "."), "needs --mode_classifier", 2),
+    Case("metric-modes-train-without-mnist", MODES, in_scratch("--train_mnist", "."), "is missing: put MNIST's idx", 1),
     Case("metric-modes-corrupt-cache", MODES,
          in_scratch("--samples", "x.npy", setup=on(arrays("x.npy", np.zeros((2, 8, 8, 3), np.uint8)),
                                                    write_file("cache/ddgan/digits_classifier_v1.pt", b"garbage"))),

@@ -155,6 +155,7 @@ def test_missing_weights_fail_at_construction(offline):
 ])
 def test_bad_inputs_fail_at_construction(fake_network, tmp_path, monkeypatch, names, real, options, message):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no cached MNIST classifier
     (tmp_path / "empty").mkdir()
     np.savez(tmp_path / "nan_stats.npz", mu=np.full(16, np.nan), sigma=np.eye(16))
     np.savez(tmp_path / "stats.npz", mu=np.zeros(16), sigma=np.eye(16))

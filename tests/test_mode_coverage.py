@@ -12,7 +12,7 @@ from datasets_prep.stackmnist import StackedMNIST
 from metrics import MetricError
 from metrics import mode_coverage as mc
 from tests._data_formats import mnist_like_digits, write_mnist
-from tests.conftest import run_command
+from tests.conftest import cli_env, run_command
 
 MIN_DIGIT_ACCURACY = 0.95  # measured: 0.981 on the generator half
 MIN_STACK_ACCURACY = 0.85  # three digits right at once (measured: 0.92)
@@ -91,6 +91,7 @@ def test_cached_classifier_is_reused(classifier_path, monkeypatch):
 def test_default_cache_location(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert mc.default_classifier_path() == str(tmp_path / "ddgan" / "digits_classifier_v1.pt")
+    assert mc.default_classifier_path("stackmnist") == str(tmp_path / "ddgan" / "mnist_classifier_v1.pt")
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +104,7 @@ def mnist_root(tmp_path_factory):
 
 
 def test_stackmnist_with_trained_and_exported_classifiers(mnist_root, tmp_path):
-    with mc._one_thread():  # a tiny model: extra threads only slow it down on a busy machine
-        model, accuracy = mc.train_mnist_classifier(str(mnist_root), epochs=8)
+    model, accuracy = mc.train_mnist_classifier(str(mnist_root), epochs=8)
     assert accuracy > 0.8
     ours = str(tmp_path / "mnist.pt")
     mc.save_classifier(ours, model, 28, accuracy)
@@ -120,8 +120,12 @@ def test_stackmnist_with_trained_and_exported_classifiers(mnist_root, tmp_path):
     assert mc.evaluate_mode_coverage(images, "stackmnist", scripted)["classifier_accuracy"] is None
 
 
-def test_reader_errors(tmp_path, classifier_path):
-    with pytest.raises(MetricError, match="needs an MNIST classifier: pass --mode_classifier"):
+def test_reader_errors(tmp_path, classifier_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cached = tmp_path / "ddgan" / "mnist_classifier_v1.pt"
+    with pytest.raises(MetricError, match=f"needs an MNIST classifier, and {cached} does not exist: make it once "
+                                          r"with python -m metrics.mode_coverage --train_mnist DATADIR \(the folder "
+                                          r"holding MNIST/raw\), or pass --mode_classifier FILE$"):
         mc.evaluate_mode_coverage(torch.zeros(2, 3, 32, 32), "stackmnist")
     with pytest.raises(MetricError, match="defined for stacked_digits and stackmnist, not cifar10"):
         mc.evaluate_mode_coverage(torch.zeros(2, 3, 32, 32), "cifar10")
@@ -165,18 +169,19 @@ def test_cli_reports_coverage_of_saved_samples(tmp_path, classifier_path):
     assert "300 samples" in result.stdout and "modes " in result.stdout
 
 
-def test_cli_errors(tmp_path, capsys):
+def test_cli_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no cached MNIST classifier, nothing written elsewhere
     np.save(tmp_path / "samples.npy", np.zeros((2, 3, 32, 32), np.uint8))
-    result = run_command("-m metrics.mode_coverage", "--dataset", "stackmnist", "--samples", tmp_path / "samples.npy")
+    result = run_command("-m metrics.mode_coverage", "--dataset", "stackmnist", "--samples", tmp_path / "samples.npy",
+                         env=cli_env(XDG_CACHE_HOME=tmp_path))
     assert result.returncode == 1
     assert result.stderr.startswith("python -m metrics.mode_coverage: error: stackmnist mode coverage needs an "
                                     "MNIST classifier")
     with pytest.raises(SystemExit, match="error: .*none.npy does not exist: give a .npy/.npz sample array"):
         mc.main(["--samples", str(tmp_path / "none.npy"), "--mode_classifier", str(tmp_path / "samples.npy")])
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit, match=r"error: .*t10k-images-idx3-ubyte is missing: put MNIST's idx files in"):
         mc.main(["--train_mnist", str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert "--train_mnist needs --mode_classifier FILE" in capsys.readouterr().err
+    assert not (tmp_path / "ddgan").exists()
 
 
 @pytest.mark.parametrize("name, side, fix", [("digits_classifier_v1.pt", 8, r"trained again \(seconds\) on first use"),
@@ -189,3 +194,38 @@ def test_a_damaged_cache_file_is_named_with_its_fix(tmp_path, monkeypatch, capfd
     with pytest.raises(MetricError, match=f"{tmp_path}/ddgan/{name} .*: the cache file is damaged: delete it; .*{fix}"):
         mc.load_classifier(str(tmp_path / "ddgan" / name), side)
     assert capfd.readouterr().err == ""
+
+
+def test_train_mnist_fills_the_cache_that_stackmnist_reads(mnist_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    mc.main(["--train_mnist", str(mnist_root)])
+    cached = tmp_path / "ddgan" / "mnist_classifier_v1.pt"
+    accuracy = mc.load_classifier(str(cached), 28)[1]
+    assert f"accuracy {accuracy:.4f} on the t10k digits" in capsys.readouterr().out
+    reader, reported = mc.reader_for("stackmnist")  # no --mode_classifier: the cache
+    assert reported == accuracy and isinstance(reader, mc.StackedReader)
+
+
+def test_shifts_move_whole_digits():
+    images, _ = mnist_like_digits(64)  # ink within rows and columns 4..23: a 2 px shift keeps all of it
+    x = torch.from_numpy(images.astype(np.float32) / 255)[:, None]
+    generator = torch.Generator().manual_seed(0)
+    shifted = mc._shift(x, generator)
+    assert shifted.shape == x.shape
+    assert torch.allclose(shifted.sum((1, 2, 3)), x.sum((1, 2, 3)))
+    moved = [not torch.equal(a, b) for a, b in zip(shifted, x, strict=True)]
+    assert 40 < sum(moved) < 64  # 24 of 25 offsets move a digit
+    for a, b in zip(shifted[:, 0], x[:, 0], strict=True):  # each one a plain translation
+        assert any(torch.equal(torch.roll(b, (dy, dx), (0, 1)), a) for dy in range(-2, 3) for dx in range(-2, 3))
+
+
+def test_mnist_augmentation_round_trips_two_thirds_in_order():
+    images, _ = mnist_like_digits(30)
+    x = torch.from_numpy(images.astype(np.float32) / 255)[:, None]
+    augmented = mc._mnist_augment(x, torch.Generator().manual_seed(0))
+    shifted = mc._shift(x, torch.Generator().manual_seed(0))  # the same draws: what the round trips start from
+    assert augmented.shape == x.shape and augmented.min() >= 0 and augmented.max() <= 1 + 1e-6
+    assert torch.equal(augmented[:10], shifted[:10])
+    for part in (slice(10, 20), slice(20, 30)):  # 16 px, then 32 px and back: blurred, not moved
+        difference = (augmented[part] - shifted[part]).abs().mean((1, 2, 3))
+        assert (difference > 0).all() and (difference < 0.05).all()

@@ -288,8 +288,8 @@ def test_mode_coverage_of_a_single_mode(tmp_path, own_ckpt):
 
 def test_stackmnist_mode_coverage_needs_classifier(tmp_path, own_ckpt):
     result = run_command("test_ddgan.py", "--checkpoint", own_ckpt, "--dataset", "stackmnist", "--mode_coverage",
-                         "--device", "cpu")
-    assert_fails(result, "needs an MNIST classifier", "--mode_classifier")
+                         "--device", "cpu", env=cli_env(XDG_CACHE_HOME=tmp_path))  # no cached classifier there
+    assert_fails(result, "needs an MNIST classifier", "--train_mnist DATADIR", "--mode_classifier")
 
 
 README_COMMANDS = [
