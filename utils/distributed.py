@@ -228,11 +228,11 @@ def _wait_for_stops(context):
     stopping too, and must not be ended before they are done (torch's join ends them at the first
     non-zero exit).  Returns at once when one has failed otherwise, or when all have ended."""
     processes = context.processes
-    while any(process.is_alive() for process in processes):
+    while alive := [process for process in processes if process.is_alive()]:
         if any(process.exitcode not in (None, 0) and not _stopped_by_signal(process.exitcode)
                for process in processes):
             return
-        multiprocessing.connection.wait([process.sentinel for process in processes if process.is_alive()])
+        multiprocessing.connection.wait([process.sentinel for process in alive])
 
 
 def _exit_status(child_code, received):
