@@ -374,8 +374,8 @@ def build_parser():
     add = parser.add_argument
     add("--dataset", default="stacked_digits", choices=("stacked_digits", "stackmnist"))
     add("--mode_classifier", help="classifier file (default: the cache, where --train_mnist saves)")
-    add("--samples", help=".npy / .npz ('samples', else the first array) of images, uint8 [0, 255] or "
-        "float [-1, 1]")
+    add("--samples", help=".npy / .npz ('samples', else the first array) of images, or a sample folder; pixels "
+        "uint8 [0, 255], or float [-1, 1], [0, 1] or [0, 255]")
     add("--train_mnist", metavar="ROOT", help="train the MNIST classifier on ROOT/MNIST/raw (a few minutes on "
         "one CPU core) and save it as --mode_classifier, default the cache that stackmnist reads")
     return parser

@@ -179,7 +179,7 @@ def missing_epoch_files(folder, args, epoch):
     present = {"grid": os.path.exists(os.path.join(folder, grid_name(epoch))),
                "generator": os.path.exists(os.path.join(folder, generator_name(epoch))),
                "metrics": any(record.get("epoch") == epoch
-                              for record in read_records(os.path.join(folder, METRICS_JSONL)))}
+                              for record in read_records(os.path.join(folder, METRICS_JSONL), warn=False))}
     return [part for part in epoch_files_due(args, epoch) if not present[part]]
 
 
