@@ -10,10 +10,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import transforms
 
 from datasets_prep.errors import DataError
+from utils.files import NO_DOWNLOAD_ENV_VAR, downloads_allowed
 from utils.images import to_rgb
 
 DOWNLOAD_TIMEOUT_S = 60
-NO_DOWNLOAD_ENV_VAR = "DDGAN_NO_DOWNLOAD"  # set: never download (tests, offline machines)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif")
 CHECK_COMMAND = "python -m datasets_prep.prepare_lmdb --check"
 _NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
@@ -114,7 +114,7 @@ def torchvision_download(dataset_class, root, missing, fix):
 
     On failure: DataError "{missing} and downloading it failed ({reason}): {fix}".
     """
-    if os.environ.get(NO_DOWNLOAD_ENV_VAR):
+    if not downloads_allowed():
         raise DataError(f"{missing} and downloads are off (${NO_DOWNLOAD_ENV_VAR} is set): {fix}")
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)

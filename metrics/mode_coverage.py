@@ -41,11 +41,10 @@ from torch import nn
 from datasets_prep.digits import DIGITS_SIDE, digits_split, upsample
 from datasets_prep.stackmnist import read_mnist
 from metrics.errors import MetricError, metric_errors
-from pytorch_fid.cli import user_errors
-from pytorch_fid.data import load_sample_array, pixel_range
-from utils import outputs
+from metrics.images import load_sample_array, pixel_range
+from utils import files
 from utils.argtypes import ArgumentParser
-from utils.checkpoint import atomic_save
+from utils.files import atomic_save, user_errors
 
 NUM_MODES = 1000
 MODE_WEIGHTS = (100, 10, 1)  # mode id = 100 d_R + 10 d_G + d_B
@@ -259,7 +258,7 @@ def load_classifier(path, side):
 
 def check_classifier_target(path):
     """Before training a classifier: MetricError unless ``path`` can be written as a file."""
-    outputs.check_output_file(path, "the classifier file", overwrite=True)
+    files.check_output_file(path, "the classifier file", overwrite=True)
 
 
 def digits_classifier(path=None, verbose=True):
@@ -307,7 +306,7 @@ class StackedReader(nn.Module):
 
 def as_images(images):
     """Images as float (N, 3, H, W) in [-1, 1] on the CPU (where the classifiers run) from NCHW or NHWC,
-    tensor (any device) or array, their values in a range ``pytorch_fid.data.pixel_range`` tells apart
+    tensor (any device) or array, their values in a range ``metrics.images.pixel_range`` tells apart
     (uint8 [0, 255]; float [-1, 1], [0, 1] or [0, 255]: the rule of every reader of sample arrays)."""
     x = images.detach().cpu() if torch.is_tensor(images) else torch.from_numpy(np.array(images))  # a writable copy
     if x.ndim != 4 or 3 not in (x.shape[1], x.shape[-1]):

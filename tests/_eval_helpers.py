@@ -3,9 +3,8 @@ Inception network and the digit classifier."""
 
 import torch
 
-from score_sde import legacy
+from score_sde import checkpoint, legacy
 from tests.conftest import tiny_generator
-from utils import checkpoint
 
 
 def save_own(path, config, seed=0):

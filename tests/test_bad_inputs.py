@@ -162,7 +162,7 @@ TRAIN_CASES = [
          "not divisible by 2**3", 2),
     Case("train-image-too-small", "train_ddgan.py", train("--image_size", "4", "--ch_mult", "1", "2"),
          "--image_size 4 is too small for the discriminator", 1),
-    Case("train-unknown-metric", "train_ddgan.py", train("--metrics", "fid,bogus"), "bogus", 1),
+    Case("train-unknown-metric", "train_ddgan.py", train("--metrics", "fid,bogus"), "bogus", 2),
     Case("train-metrics-too-few", "train_ddgan.py", train("--metrics", "is", "--metrics_samples", "5"),
          "is needs at least 10 --metrics_samples", 1),
     Case("train-missing-real", "train_ddgan.py", train("--metrics", "fid", "--real_img_dir", "no_such_dir"),

@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import linalg
 
-from pytorch_fid import data, fid_score
-from pytorch_fid.data import (
+from metrics import images as data
+from metrics import scores
+from metrics.images import (
     ImagePathDataset,
     SampleArrayDataset,
     check_samples,
@@ -18,13 +19,7 @@ from pytorch_fid.data import (
     load_sample_array,
     open_images,
 )
-from pytorch_fid.fid_score import (
-    calculate_fid_given_paths,
-    calculate_frechet_distance,
-    compute_statistics_of_path,
-    get_activations,
-)
-from pytorch_fid.inception import (
+from metrics.inception import (
     FID_WEIGHTS_NAME,
     InceptionNetwork,
     InceptionV3,
@@ -35,6 +30,13 @@ from pytorch_fid.inception import (
     load_checked,
     max_pool_same,
     random_init,
+)
+from pytorch_fid import fid_score
+from pytorch_fid.fid_score import (
+    calculate_fid_given_paths,
+    calculate_frechet_distance,
+    compute_statistics_of_path,
+    get_activations,
 )
 from tests._data_formats import random_images, write_pngs
 from tests.conftest import cli_env, finish, one_error_line, run_command, start_command
@@ -97,7 +99,7 @@ def test_non_finite_square_root_retries_with_eps(monkeypatch):
         calls.append(matrix)
         return np.full_like(matrix, np.nan) if len(calls) == 1 else np.eye(len(matrix))
 
-    monkeypatch.setattr(fid_score, "_sqrtm", fake_sqrtm)
+    monkeypatch.setattr(scores, "_sqrtm", fake_sqrtm)
     sigma = np.diag([1.0, 0.0])
     fid = calculate_frechet_distance(np.zeros(2), sigma, np.zeros(2), sigma, eps=1e-3)
     np.testing.assert_allclose(calls[1], (sigma + 1e-3 * np.eye(2)) @ (sigma + 1e-3 * np.eye(2)))
@@ -106,9 +108,9 @@ def test_non_finite_square_root_retries_with_eps(monkeypatch):
 
 def test_imaginary_square_root(monkeypatch):
     sigma = np.eye(3)
-    monkeypatch.setattr(fid_score, "_sqrtm", lambda m: m + 1e-6j)
+    monkeypatch.setattr(scores, "_sqrtm", lambda m: m + 1e-6j)
     assert calculate_frechet_distance(np.zeros(3), sigma, np.zeros(3), sigma) == pytest.approx(0)
-    monkeypatch.setattr(fid_score, "_sqrtm", lambda m: m + 0.1j * np.eye(3))
+    monkeypatch.setattr(scores, "_sqrtm", lambda m: m + 0.1j * np.eye(3))
     with pytest.raises(ValueError, match="imaginary component"):
         calculate_frechet_distance(np.zeros(3), sigma, np.zeros(3), sigma)
 
@@ -207,7 +209,7 @@ def test_bad_output_blocks():
 def test_pytorch_fid_public_names():
     """The names pytorch-fid 0.3.0 exports exist here and are what the FID network is built of."""
     import pytorch_fid
-    from pytorch_fid import inception
+    from metrics import inception
 
     assert pytorch_fid.__version__ == "0.3.0"
     assert isinstance(fid_score.parser, argparse.ArgumentParser) and fid_score.parser.prog.endswith("fid_score")
@@ -503,7 +505,7 @@ def test_save_stats_adds_the_npz_suffix(folders, tmp_path):
     """As np.savez: "stats" is written as stats.npz; an existing stats.npz is never replaced."""
     fid_score.save_fid_stats([folders[0], tmp_path / "stats"], 4, "cpu", 64, num_workers=0, random_weights=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.npz"]
-    assert fid_score.is_stats_file(tmp_path / "stats.npz")
+    assert scores.is_stats_file(tmp_path / "stats.npz")
     with pytest.raises(ValueError, match="stats.npz already exists"):
         fid_score.save_fid_stats([folders[0], tmp_path / "stats"], 4, "cpu", 64, random_weights=True)
 
@@ -511,12 +513,12 @@ def test_save_stats_adds_the_npz_suffix(folders, tmp_path):
 def test_non_finite_statistics_are_refused(tmp_path):
     np.savez(tmp_path / "nan.npz", mu=np.array([0.0, np.nan]), sigma=np.eye(2))
     with pytest.raises(ValueError, match="NaN or inf"):
-        fid_score.load_statistics(tmp_path / "nan.npz")
+        scores.load_statistics(tmp_path / "nan.npz")
     with pytest.raises(ValueError, match="second statistics: mu or sigma holds NaN or inf"):
         calculate_frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.full((2, 2), np.inf))
     np.savez(tmp_path / "flat.npz", mu=np.zeros(3), sigma=np.zeros(3))
     with pytest.raises(ValueError, match=r"sigma \(D, D\)"):
-        fid_score.load_statistics(tmp_path / "flat.npz")
+        scores.load_statistics(tmp_path / "flat.npz")
 
 
 # Bad inputs on the command line: the rows of METRIC_CASES in test_bad_inputs.py; here the one

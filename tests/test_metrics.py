@@ -13,10 +13,13 @@ import torch
 
 from metrics import METRICS, Evaluator, MetricError, parse_metric_names
 from metrics import evaluator as evaluator_module
-from metrics.inception_score import inception_score_from_logits
-from metrics.precision_recall import compute_precision_recall
-from pytorch_fid.fid_score import activation_statistics, calculate_frechet_distance
-from pytorch_fid.inception import InceptionV3
+from metrics.inception import InceptionV3
+from metrics.scores import (
+    activation_statistics,
+    calculate_frechet_distance,
+    compute_precision_recall,
+    inception_score_from_logits,
+)
 from tests._data_formats import random_images, write_pngs
 from tests._eval_helpers import FakeInception, constant_digit_classifier
 from utils import outputs

@@ -194,8 +194,7 @@ def test_fid_is_and_precision_recall(tmp_path, own_ckpt, monkeypatch, capsys, fa
     it is replaced by a recorder.
     """
     import test_ddgan
-    from metrics.inception_score import inception_score_from_logits
-    from metrics.precision_recall import compute_precision_recall
+    from metrics.scores import compute_precision_recall, inception_score_from_logits
     from pytorch_fid import fid_score
 
     seen = []
@@ -221,8 +220,8 @@ def test_fid_is_and_precision_recall(tmp_path, own_ckpt, monkeypatch, capsys, fa
 
 def evaluator_outputs(network, path):
     from metrics.evaluator import inception_outputs
+    from metrics.images import open_images
     from metrics.registry import Options
-    from pytorch_fid.data import open_images
 
     return inception_outputs(open_images(path), network, Options(batch_size=4))
 
