@@ -200,6 +200,7 @@ def _spawn(fn, args):
     # torch's C++ side logs a failed connection with a stack dump; the processes here say it in one line
     # (TORCH_CPP_LOG_LEVEL=INFO or WARNING on the command line brings those logs back)
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
+    signals.start_resource_tracker()  # the children share this process's tracker: started SIGHUP-proof
     context = mp.start_processes(_spawned, args=(fn, args), nprocs=args.num_process_per_node,
                                  join=False, start_method="spawn")
     received = []

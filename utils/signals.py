@@ -11,6 +11,10 @@ as well as the process that owns them.  The rule here: the owner decides, the he
 * DataLoader workers ignore the stop signals (``DataLoader``): they end when their loader shuts
   them down, or when their parent dies.  Left with the default action they would die at once, and
   the owner would see a "worker killed by signal" RuntimeError instead of the batch it waits for.
+* multiprocessing's resource tracker (a process started by the first named semaphore: scikit-learn's
+  joblib makes one at import) ignores SIGINT and SIGTERM but not SIGHUP; ``handled`` starts it with
+  the stop signals blocked, so that a SIGHUP to the group does not kill it (its owner would warn
+  "resource_tracker: process died unexpectedly" and the relaunched one print KeyError tracebacks).
 
 Every stop exits with 128 + the signal number (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 A helper module: it imports no model code.
@@ -36,7 +40,9 @@ def signal_name(signum):
 
 @contextlib.contextmanager
 def handled(handler):
-    """Within: ``handler(signum, frame)`` for every stop signal; the previous handlers come back after."""
+    """Within: ``handler(signum, frame)`` for every stop signal; the previous handlers come back after.
+    Starts the resource tracker first (see the module docstring)."""
+    start_resource_tracker()
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield
@@ -54,6 +60,15 @@ def deferred():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def start_resource_tracker():
+    """Start multiprocessing's resource tracker now, if it is not running, with the stop signals
+    blocked: it unblocks only the two it ignores, so SIGHUP stays blocked there for good."""
+    from multiprocessing import resource_tracker
+
+    with deferred():
+        resource_tracker.ensure_running()
 
 
 def ignore_stop_signals():
