@@ -18,8 +18,10 @@ Modules: ``registry`` (the table: what each metric needs and gives, which way is
 ``parse_metric_names``), ``evaluator`` (``Evaluator``: the real side, the views of a sample set),
 ``inception`` (the FID Inception-v3 and its weights file, built once per process),
 ``images`` (the image sources: folders, sample arrays, pixel ranges), ``scores`` (FID, Inception
-Score, precision/recall from Inception outputs), ``mode_coverage`` (the stacked-digit modes; also
-a command line), ``flags`` (the metric flags both scripts share), ``errors`` (MetricError).
+Score, precision/recall from Inception outputs; mode coverage from mode ids), ``classifiers``
+(the digit classifiers and the reader of stacked images), ``mode_coverage`` (its command line;
+imported by nothing here, so that ``python -m metrics.mode_coverage`` runs cleanly), ``flags``
+(the metric flags both scripts share), ``errors`` (MetricError).
 ``pytorch_fid`` is pytorch-fid's interface over this package, and its command lines.
 """
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from metrics.classifiers import read_modes, reader_for
 from metrics.errors import MetricError, metric_errors
 from metrics.images import SampleArrayDataset, map_batches, open_images, sample_source
 from metrics.inception import InceptionWeightsError, pooled, shared_inception
@@ -85,8 +86,6 @@ class SampleViews:
 
     @functools.cached_property
     def mode_ids(self):
-        from metrics.mode_coverage import read_modes
-
         reader, options = self.evaluator.digit_reader, self.evaluator.options
         ids = map_batches(lambda batch: read_modes(reader, batch * 2 - 1), self.images, options.batch_size,
                           options.device, options.num_workers)
@@ -161,8 +160,6 @@ class Evaluator:
         """(StackedReader on the device, its accuracy or None) when a metric reads digits, else (None, None)."""
         if not any(metric.needs_digit_reader for metric in self.metrics):
             return None, None
-        from metrics.mode_coverage import reader_for
-
         reader, accuracy = reader_for(dataset, classifier)
         return reader.to(self.options.device), accuracy
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import torch
 
 from metrics.errors import MetricError
-from metrics.mode_coverage import mode_coverage
 from metrics.scores import (
     activation_statistics,
     calculate_frechet_distance,
     compute_precision_recall,
     inception_score_from_logits,
+    mode_coverage,
 )
 
 

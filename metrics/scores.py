@@ -1,4 +1,4 @@
-"""The numbers of the Inception-based metrics, from Inception outputs (metrics.inception).
+"""The numbers of the metrics: those based on Inception outputs (metrics.inception), and mode coverage.
 
 * FID: the Fréchet distance of two Gaussians fitted to pool3 features (statistics files hold
   their ``mu`` and ``sigma``), as pytorch-fid computes it.
@@ -12,6 +12,9 @@
   that point's k-th nearest neighbour in the set (k = 3).  Precision is the fraction of generated
   points inside the real manifold, recall the fraction of real points inside the generated one.
   Distances are computed in (batch x batch) blocks, so memory stays bounded for 50k x 50k pairs.
+* Mode coverage (the StackedMNIST protocol): of N samples read as mode ids (metrics.classifiers)
+  with frequencies p, the number of modes with p > 0 and the reverse KL(p || uniform) = sum over
+  p > 0 of p log(1000 p): 0 for a perfectly even spread, log(1000) = 6.91 for a single mode.
 """
 
 import warnings
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 from scipy import linalg, special
 
+from metrics.errors import MetricError
 from metrics.images import STATS_KEYS, npz_keys
 from utils.files import atomic_write
 
@@ -178,3 +182,16 @@ def compute_precision_recall(real_features, fake_features, k=3, batch_size=5000,
     precision = inside_manifold(fake, real, real_radii, batch_size).sum().item() / len(fake)
     recall = inside_manifold(real, fake, fake_radii, batch_size).sum().item() / len(real)
     return precision, recall
+
+
+NUM_MODES = 1000  # stacked digits: 10 x 10 x 10
+
+
+def mode_coverage(mode_ids, num_modes=NUM_MODES):
+    """(modes covered, reverse KL(p_gen || uniform)) of integer mode ids in [0, num_modes)."""
+    ids = torch.as_tensor(mode_ids).long().flatten()
+    if len(ids) == 0 or ids.min() < 0 or ids.max() >= num_modes:
+        raise MetricError(f"mode ids must be a non-empty list of integers in [0, {num_modes})")
+    counts = torch.bincount(ids, minlength=num_modes).double()
+    p = counts[counts > 0] / counts.sum()
+    return int(len(p)), float((p * torch.log(p * num_modes)).sum())

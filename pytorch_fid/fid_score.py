@@ -13,7 +13,7 @@ command line goes through ``metrics.Evaluator``, and the numbers are computed in
 from torch.utils.data import Dataset
 
 from metrics import Evaluator
-from metrics.images import IMAGE_EXTENSIONS, ImagePathDataset, image_to_tensor, map_batches, open_images
+from metrics.images import IMAGE_EXTENSIONS, ImagePathDataset, image_to_tensor, map_batches, open_images, sample_source
 from metrics.inception import InceptionV3, pooled
 from metrics.scores import (
     activation_statistics,
@@ -60,6 +60,15 @@ def compute_statistics_of_path(path, model, batch_size, dims, device, num_worker
     return calculate_activation_statistics(open_images(path), model, batch_size, dims, device, num_workers)
 
 
+def check_statistics_source(path):
+    """Open ``path`` as FID will read it, without a network: a statistics file is loaded (and checked),
+    images are counted (FID needs 2)."""
+    if is_stats_file(path):
+        load_statistics(path)
+    elif len(images := open_images(sample_source(path))) < 2:
+        raise ValueError(f"FID statistics need at least 2 images, {path} has {len(images)}")
+
+
 def _evaluator(real, batch_size, device, dims, num_workers, weights, random_weights, statistics_only=False):
     return Evaluator(["fid"], device=device, real=real, inception_weights=weights, weights_flag="--weights",
                      random_weights=random_weights, batch_size=batch_size, num_workers=num_workers, dims=dims,
@@ -70,8 +79,7 @@ def calculate_fid_given_paths(paths, batch_size, device, dims, num_workers=1, we
     """FID between two paths (folders, sample arrays or statistics files), in pytorch-fid's order.
 
     Both are checked before any network runs; no network is built when both are statistics."""
-    if not is_stats_file(paths[0]):
-        open_images(paths[0])  # checked before the second path's real-side statistics are computed
+    check_statistics_source(paths[0])  # before the second path's real-side statistics are computed
     evaluator = _evaluator(paths[1], batch_size, device, dims, num_workers, weights, random_weights,
                            statistics_only=is_stats_file(paths[0]))
     return evaluator.evaluate_path(paths[0])["fid"]

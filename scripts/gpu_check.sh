@@ -126,7 +126,7 @@ step_classifier() {
     fi
     "$PY" -c "
 import os
-from metrics.mode_coverage import default_classifier_path, digits_classifier
+from metrics.classifiers import default_classifier_path, digits_classifier
 cached = os.path.isfile(default_classifier_path())
 print(f\"{'cached' if cached else 'trained'}, accuracy {digits_classifier()[1]:.4f}\")" | tee "$OUT/classifier.key"
 }

@@ -174,13 +174,13 @@ TRAIN_CASES = [
          1),
     Case("train-save-dir-is-file", "train_ddgan.py", train(setup=lambda s: write_file("taken")(s) or
                                                              ["--save_dir", s / "taken"]),
-         "is a file", 1),
+         "lies below the file", 1),
     Case("train-save-dir-under-file", "train_ddgan.py", train(setup=lambda s: write_file("taken")(s) or
                                                                 ["--save_dir", s / "taken" / "runs"]),
-         "is a file", 1),
+         "lies below the file", 1),
     Case("train-save-dir-unwritable", "train_ddgan.py",
          train(setup=lambda s: ["--save_dir", f"{formats.unwritable_folder(s)}/runs"]),
-         "is not writable: choose a writable --save_dir", 1),
+         "is not writable (permission denied): choose a folder you can write to", 1),
     Case("train-save-dir-in-data", "train_ddgan.py", train(setup=images_and("--save_dir", "{scratch}/images/runs")),
          "inside --datadir", 1),
     Case("train-existing-run", "train_ddgan.py", train(setup=trained_run), "already holds a run: pass --resume", 1),

@@ -36,14 +36,14 @@ import torch.nn.functional as F
 
 from datasets_prep.digits import DIGITS_SIDE
 from metrics import Evaluator
-from metrics import evaluator as evaluator_module
+from metrics import inception as inception_module
+from metrics.classifiers import digit_cnn
 from metrics.evaluator import SampleViews
 from metrics.images import SampleArrayDataset
-from metrics.mode_coverage import digit_cnn
 from score_sde import checkpoint
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from tests._data_formats import random_images
-from tests._eval_helpers import FakeInception, random_digit_classifier, save_own
+from tests._eval_helpers import FakeInception, build_fake_inception, random_digit_classifier, save_own
 from tests._train_ddp_worker import Draws, perturb
 from tests.conftest import (
     REPO,
@@ -279,9 +279,10 @@ def digit_margins(path, samples):
 @pytest.fixture
 def inception(device, monkeypatch):
     """The CPU variant scores with FakeInception (seconds); the CUDA one with the FID network (random weights)."""
-    monkeypatch.setattr(evaluator_module, "_NETWORKS", {})
     if device.type == "cpu":
-        monkeypatch.setattr(evaluator_module, "InceptionV3", lambda **kwargs: FakeInception(IMAGE, dims=16))
+        build_fake_inception(monkeypatch, lambda **kwargs: FakeInception(IMAGE, dims=16))
+    else:
+        monkeypatch.setattr(inception_module, "_NETWORKS", {})
 
 
 def scores(where, real, samples, classifier):

@@ -167,9 +167,9 @@ def test_a_killed_node_stops_the_other_with_one_line_and_both_resume(tmp_path, t
     port = distributed.free_port("127.0.0.1")
     nodes = [start_command(*node_command(tmp_path, tiny_train, rank, port, "--num_epoch", 1000), cwd=tmp_path)
              for rank in (0, 1)]
-    content = run_dir(tmp_path) / "content.pth"
+    saved = run_dir(tmp_path) / "content.pth"
     deadline = time.monotonic() + 240
-    while not content.exists() or content.load(content)["epoch"] < 2:
+    while not saved.exists() or content.load(saved)["epoch"] < 2:
         assert time.monotonic() < deadline and all(node.poll() is None for node in nodes), "no progress"
         time.sleep(0.2)
     os.killpg(nodes[victim].pid, signal.SIGKILL)
@@ -179,12 +179,12 @@ def test_a_killed_node_stops_the_other_with_one_line_and_both_resume(tmp_path, t
     lines = [line for line in visible_lines(survivor.stderr) if not line.startswith(f"node {1 - victim}: waiting")]
     assert len(lines) == 1 and lines[0].startswith("error: lost contact with another process of the run ("), lines
     assert "--resume" in lines[0] and "Traceback" not in survivor.stderr
-    last = content.load(content)["epoch"]
+    last = content.load(saved)["epoch"]
     resumed = [start_command(*node_command(tmp_path, tiny_train, rank, port, "--num_epoch", 1000, "--resume",
                                            "--stop_after_epoch", last), cwd=tmp_path) for rank in (0, 1)]
     results = [finish(node) for node in resumed]
     assert [result.returncode for result in results] == [0, 0], [result.stderr[-2000:] for result in results]
-    assert content.load(content)["epoch"] == last + 1
+    assert content.load(saved)["epoch"] == last + 1
 
 
 def test_the_port_check_accepts_a_port_that_torch_can_bind(tmp_path, tiny_train):

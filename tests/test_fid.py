@@ -30,6 +30,7 @@ from metrics.inception import (
     load_checked,
     max_pool_same,
     random_init,
+    shared_inception,
 )
 from pytorch_fid import fid_score
 from pytorch_fid.fid_score import (
@@ -335,7 +336,7 @@ def test_the_value_range_is_told_apart(name, low, high):
 def test_every_range_reads_as_the_same_images():
     """The FID tool's reading (SampleArrayDataset) and mode coverage's (as_images) of one image set do
     not depend on how its values are stored: one rule, ``pixel_range``, for both."""
-    from metrics.mode_coverage import as_images
+    from metrics.classifiers import as_images
 
     pixels = random_images(3, 8)
     expected = torch.from_numpy(pixels / 255).permute(0, 3, 1, 2).float()
@@ -487,18 +488,13 @@ def test_two_statistics_files_need_no_network(tmp_path, offline):
     assert fid == pytest.approx(12.0)
 
 
-def test_fid_of_paths_goes_through_compute_statistics_of_path(folders, monkeypatch):
-    """As upstream, so that overriding compute_statistics_of_path changes what FID sees."""
-    seen = []
-
-    def fake(path, model, batch_size, dims, device, num_workers=1):
-        seen.append((path, dims))
-        return np.full(2, len(seen), float), np.eye(2)
-
-    monkeypatch.setattr(fid_score, "compute_statistics_of_path", fake)
-    monkeypatch.setattr(fid_score, "fid_inception", lambda *args: torch.nn.Identity())
-    assert calculate_fid_given_paths(folders, 4, "cpu", 64, num_workers=0) == pytest.approx(2.0)
-    assert seen == [(folders[0], 64), (folders[1], 64)]
+def test_fid_of_paths_is_the_distance_of_the_path_statistics(folders):
+    """The command line's path (the Evaluator) and pytorch-fid's pieces, composed by hand, agree."""
+    network = shared_inception("cpu", random_weights=True, dims=64)
+    stats = [compute_statistics_of_path(folder, network, 4, 64, "cpu", num_workers=0) for folder in folders]
+    by_hand = calculate_frechet_distance(*stats[0], *stats[1])
+    assert calculate_fid_given_paths(folders, 4, "cpu", 64, num_workers=0, random_weights=True) == \
+        pytest.approx(by_hand, rel=1e-6)
 
 
 def test_save_stats_adds_the_npz_suffix(folders, tmp_path):

@@ -3,7 +3,6 @@
 import pytest
 
 import datasets_prep
-
 from tests.conftest import model_parser
 from utils import flags
 

@@ -3,6 +3,8 @@ each package may import only the project packages listed for it, counting every 
 inside functions.  The command lines sit on top and may import any package."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,3 +74,18 @@ def test_the_table_has_no_cycle():
 def test_every_package_is_in_the_table():
     packages = {path.parent.name for path in REPO.glob("*/__init__.py")}
     assert packages == set(LAYERS) | {"benchmarks", "tests"}
+
+
+MODULE_COMMANDS = ("datasets_prep.prepare_lmdb", "metrics.mode_coverage", "pytorch_fid.fid_score",
+                   "pytorch_fid.inception_score", "pytorch_fid.precision_recall", "score_sde.export_reference",
+                   "utils.plot_metrics")
+
+
+def test_no_package_imports_its_own_command_line():
+    """``python -m PACKAGE.MODULE`` imports PACKAGE first; if that imported MODULE, runpy would warn
+    ("found in sys.modules ... unpredictable behaviour") on every run of the command."""
+    probe = "import importlib, sys\n" + "".join(
+        f"importlib.import_module({name.split('.')[0]!r})\nassert {name!r} not in sys.modules, {name!r}\n"
+        for name in MODULE_COMMANDS)
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

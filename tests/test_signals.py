@@ -32,7 +32,7 @@ MOMENTS = {  # where each moment's stop leaves the run
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     """The digits classifier of the modes metric, trained once for this module."""
-    from metrics.mode_coverage import digits_classifier
+    from metrics.classifiers import digits_classifier
 
     path = tmp_path_factory.mktemp("classifier") / "digits.pt"
     digits_classifier(str(path), verbose=False)
