@@ -3,21 +3,28 @@
     python3 train_ddgan.py --dataset cifar10 --exp ddgan_cifar10_exp1 --num_channels_dae 128 \\
         --ch_mult 1 2 2 2 --batch_size 64 --use_ema --lazy_reg 15 --num_process_per_node 4 --save_content
 
-Flags are parsed and checked here; the loop lives in utils.training, process set-up in
-utils.distributed.  Also runs under ``torchrun --nproc_per_node N train_ddgan.py ...``.
+Flags are parsed and checked here; training.preflight checks the run before its processes start,
+utils.distributed starts them, and each runs training.trainer.train.  Also runs under
+``torchrun --nproc_per_node N train_ddgan.py ...``.
 """
 
 import datasets_prep
-from utils import distributed, flags, train_flags, training
+from metrics.flags import add_metric_flags
+from training import flags as train_flags
+from training import preflight, trainer
+from utils import distributed, flags
 from utils.argtypes import ArgumentParser
+from utils.files import os_error_line
 
 
 def build_parser():
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    flags.add_common_flags(parser)
+    flags.add_common_flags(parser, seed_default=train_flags.DEFAULT_SEED)
+    datasets_prep.add_dataset_flags(parser)
     flags.add_model_flags(parser)
     datasets_prep.add_data_flags(parser)
     train_flags.add_train_flags(parser)
+    add_metric_flags(parser)
     flags.add_performance_flags(parser)
     return parser
 
@@ -28,7 +35,7 @@ def parse_args(argv=None, explicit=False):
     parser = build_parser()
     args, given = parser.parse_args_explicit(argv)
     try:
-        flags.resolve_model_flags(args)
+        flags.resolve_model_flags(args, datasets_prep.default_ch_mult(args.dataset))
         train_flags.resolve_train_flags(args)
     except ValueError as err:
         parser.error(str(err))
@@ -38,11 +45,11 @@ def parse_args(argv=None, explicit=False):
 def main(argv=None):
     args, given = parse_args(argv, explicit=True)
     try:
-        lock = training.prepare_run(args, given)
+        lock = preflight.prepare_run(args, given)
     except (ValueError, OSError) as err:
-        raise SystemExit(f"error: {training.os_error_line(err) if isinstance(err, OSError) else err}") from None
+        raise SystemExit(f"error: {os_error_line(err) if isinstance(err, OSError) else err}") from None
     try:
-        distributed.launch(training.train, args)
+        distributed.launch(trainer.train, args)
     finally:
         if lock is not None:
             lock.release()

@@ -5,7 +5,7 @@
     python benchmarks/bench.py --config tiny --quick           # seconds, on a CPU
 
 Sampling runs utils.sampling.Sampler (what test_ddgan.py uses), training runs
-utils.training.Trainer.train_step (what train_ddgan.py uses), each with the opt-in
+training.trainer.Trainer.train_step (what train_ddgan.py uses), each with the opt-in
 fast paths given.  "train_r1_step" is an iteration with the R1 penalty, "train_plain_step"
 one without (with --lazy_reg k, k - 1 of every k steps).  Prints one JSON line per
 measurement and appends a row to benchmarks/RESULTS.md (machine, versions, the command).
@@ -33,11 +33,12 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 from torch.utils.flop_counter import flop_registry  # noqa: E402
 
-from score_sde.models.ncsnpp_generator_adagn import NCSNpp  # noqa: E402
+import train_ddgan  # noqa: E402
+from score_sde.models import build_generator  # noqa: E402
+from training.trainer import Trainer  # noqa: E402
 from utils import argtypes, flags, performance  # noqa: E402
 from utils.distributed import Context  # noqa: E402
 from utils.sampling import Sampler  # noqa: E402
-from utils.training import Trainer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
@@ -72,10 +73,8 @@ def parse_args(argv=None):
                         help="also profile one call of each workload: top-op table and Chrome trace into DIR")
     flags.add_performance_flags(parser)
     args = parser.parse_args(argv)
-    model_parser = argparse.ArgumentParser()
-    flags.add_common_flags(model_parser)
-    flags.add_model_flags(model_parser)
-    args.model = flags.resolve_model_flags(model_parser.parse_args(shlex.split(CONFIGS[args.config])))
+    model = train_ddgan.parse_args(shlex.split(CONFIGS[args.config]))
+    args.model = model
     if args.quick:
         args.sample_batch, args.train_batch, args.warmup, args.repeats = 4, 4, 1, 2
     args.sample_batch = args.sample_batch or DEFAULT_BATCH["sample"]
@@ -182,8 +181,6 @@ def profile(fn, device, folder, name):
 
 def train_args(args, folder):
     """train_ddgan.py's parsed flags for this configuration (the real training code path)."""
-    import train_ddgan
-
     argv = shlex.split(CONFIGS[args.config]) + [
         "--batch_size", str(args.train_batch), "--r1_gamma", str(args.r1_gamma), "--lazy_reg", "2",
         "--amp", args.amp, "--num_workers", "0", "--no-tensorboard", "--save_dir", folder, "--device",
@@ -194,9 +191,9 @@ def train_args(args, folder):
 
 def sampler(args):
     """One call = the whole T-step reverse chain for ``sample_batch`` images (x_T drawn inside)."""
-    model = args.model
-    generator = NCSNpp(model).to(args.device).eval()
-    sample = Sampler(generator, flags.model_config(model), args.device, amp=args.amp,
+    config = flags.model_config(args.model)
+    generator = build_generator(config).to(args.device).eval()
+    sample = Sampler(generator, config, args.device, amp=args.amp,
                      channels_last=args.channels_last, compile=args.compile)
     return lambda: sample(args.sample_batch)
 

@@ -40,7 +40,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from datasets_prep.stackmnist import MNIST_RAW, mnist_present  # noqa: E402
-from metrics.mode_coverage import default_classifier_path  # noqa: E402
+from metrics.classifiers import default_classifier_path  # noqa: E402
 from utils.argtypes import ArgumentParser  # noqa: E402
 
 PROG = "benchmarks/stackedmnist.sh"

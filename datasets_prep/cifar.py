@@ -14,7 +14,6 @@ import pickle
 
 import numpy as np
 import torch.utils.data
-import torchvision
 from PIL import Image
 
 from datasets_prep.common import image_transform, torchvision_download
@@ -55,7 +54,7 @@ def cifar_present(root, train=True):
 
 def download_cifar10(root):
     """Download and extract CIFAR-10 into ``root`` with torchvision; DataError if that fails."""
-    torchvision_download(torchvision.datasets.CIFAR10, root,
+    torchvision_download("CIFAR10", root,
                          f"CIFAR-10 is not in {os.path.join(root, CIFAR_FOLDER)}",
                          f"put the extracted {CIFAR_FOLDER} folder under {root}")
 

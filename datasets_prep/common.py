@@ -7,13 +7,12 @@ import stat
 
 import torch.utils.data
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision import transforms
 
 from datasets_prep.errors import DataError
+from utils.files import NO_DOWNLOAD_ENV_VAR, downloads_allowed
 from utils.images import to_rgb
 
 DOWNLOAD_TIMEOUT_S = 60
-NO_DOWNLOAD_ENV_VAR = "DDGAN_NO_DOWNLOAD"  # set: never download (tests, offline machines)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif")
 CHECK_COMMAND = "python -m datasets_prep.prepare_lmdb --check"
 _NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
@@ -23,6 +22,8 @@ _NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_
 def image_transform(size, crop=False, flip=False):
     """PIL image -> float tensor (3, size, size) in [-1, 1]: resize the shorter side to ``size``,
     optionally centre-crop to a square and flip left-right at random (torch's global RNG)."""
+    from torchvision import transforms  # here: importing torchvision adds 1.3 s to every command's start
+
     steps = [transforms.Resize(size)]
     if crop:
         steps.append(transforms.CenterCrop(size))
@@ -109,17 +110,20 @@ def list_images(root):
     return sorted(found)
 
 
-def torchvision_download(dataset_class, root, missing, fix):
-    """Download a torchvision data set into ``root`` (not when $DDGAN_NO_DOWNLOAD is set).
+def torchvision_download(name, root, missing, fix):
+    """Download the torchvision data set ``torchvision.datasets.{name}`` into ``root`` (not when
+    $DDGAN_NO_DOWNLOAD is set).
 
     On failure: DataError "{missing} and downloading it failed ({reason}): {fix}".
     """
-    if os.environ.get(NO_DOWNLOAD_ENV_VAR):
+    if not downloads_allowed():
         raise DataError(f"{missing} and downloads are off (${NO_DOWNLOAD_ENV_VAR} is set): {fix}")
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        dataset_class(root, train=True, download=True)
+        import torchvision.datasets  # here, as in image_transform
+
+        getattr(torchvision.datasets, name)(root, train=True, download=True)
     except Exception as error:  # any network, disk or checksum failure means the same to the user
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataError(f"{missing} and downloading it failed ({reason}): {fix}") from None

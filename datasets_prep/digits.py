@@ -2,7 +2,7 @@
 
 scikit-learn's ``load_digits`` (1,797 images, 8x8, values 0..16) needs no download.  Each
 class is split in two with a fixed permutation: the *generator* half feeds the data set,
-the *held-out* half trains the mode classifier (metrics.mode_coverage), so the
+the *held-out* half trains the mode classifier (metrics.classifiers), so the
 classifier never sees the images the GAN was trained on.  An item stacks three digits
 drawn independently (with a fixed seed) from the generator half as R, G, B, upsampled
 bilinearly to ``size``: 1,000 modes, label 100 d_R + 10 d_G + d_B.

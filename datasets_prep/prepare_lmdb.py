@@ -27,7 +27,6 @@ import functools
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import re
 import sys
@@ -50,6 +49,7 @@ from datasets_prep.lmdb_io import (
     release,
 )
 from datasets_prep.lsun import LsunLmdb, find_lsun_lmdb
+from utils import files, signals
 from utils.argtypes import ArgumentParser, positive_int
 from utils.images import to_rgb
 from utils.locks import FolderLock
@@ -87,13 +87,11 @@ def _inside(path, folder):
 def require_writable(path):
     """DataError naming ``--output path`` unless it can be created: its nearest existing ancestor must
     be a folder this process may write in.  Checked before anything is written."""
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.lexists(parent):
-        parent = os.path.dirname(parent)
+    parent = files.existing_ancestor(os.path.dirname(os.path.abspath(path)))
     if not os.path.isdir(parent):
         raise DataError(f"--output {path} cannot be created: {parent} is a file, not a folder; "
                         "choose another --output")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not files.can_create_in(parent):
         raise DataError(f"--output {path} cannot be created: no permission to write in {parent}; "
                         "choose another --output")
 
@@ -148,7 +146,7 @@ def _encoded_batches(input_dir, files, resolution, start, workers):
     paths = (os.path.join(input_dir, name) for name in files[start:])
     with contextlib.ExitStack() as stack:
         if workers > 1:
-            pool = stack.enter_context(multiprocessing.Pool(workers))
+            pool = stack.enter_context(signals.process_pool(workers))
             results = pool.imap(encode, paths, chunksize=8)
         else:
             results = map(encode, paths)
@@ -327,7 +325,7 @@ def find_unreadable(path, resolution=256, workers=1):
     _use_dataset(dataset)
     with contextlib.ExitStack() as stack:
         if workers > 1:
-            pool = stack.enter_context(multiprocessing.Pool(workers, _use_dataset, (dataset,)))
+            pool = stack.enter_context(signals.process_pool(workers, _use_dataset, (dataset,)))
             problems = pool.imap(_problem, range(len(dataset)), chunksize=64)
         else:
             problems = map(_problem, range(len(dataset)))
@@ -383,11 +381,13 @@ def _run(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        _run(args)
+        with signals.raising():
+            _run(args)
     except DataError as error:
         sys.exit(f"error: {error}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted: committed work is kept; run the same command again to resume")
+    except signals.Stopped as stop:
+        print(f"stopped by {stop}: committed work is kept; run the same command again to resume", file=sys.stderr)
+        sys.exit(stop.code)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 A row names the data set's loader and up-front check, its default ``--datadir``, whether
 training flips its images and the model defaults that go with it (image channels,
 ``--ch_mult``).  Adding a data set means adding a row (and the module its functions live
-in).  utils.flags reads the table when it starts, so this module imports nothing heavy: the
-functions a row names, as ``"module:function"``, are imported when first called.
+in).  The scripts read the table when they start (``add_dataset_flags``), so this module imports
+nothing heavy: the functions a row names, as ``"module:function"``, are imported when first called.
 
 Every data set yields (float tensor (C, H, W) in [-1, 1], int label or 0).  ``train=True``
 is the training split, flipped left-right at random where the row says so; ``train=False``
@@ -73,8 +73,22 @@ def data_root(args):
     return args.datadir or _row(args).default_root
 
 
+def add_dataset_flags(parser):
+    """--dataset and --datadir: both scripts."""
+    group = parser.add_argument_group("data set")
+    group.add_argument("--dataset", default="cifar10", choices=dataset_names(), help="data set")
+    group.add_argument("--datadir", default=None, help="root folder (or LMDB) of the data set")
+    return group
+
+
+def default_ch_mult(dataset):
+    """The data set's default --ch_mult (None: by --image_size, utils.flags)."""
+    row = DATA_SETS.get(dataset)
+    return list(row.ch_mult) if row is not None and row.ch_mult else None
+
+
 def add_data_flags(parser):
-    """The data sets' own flags, in one "data" group (--dataset and --datadir are utils.flags')."""
+    """The data sets' own flags (training), in one "data" group."""
     group = parser.add_argument_group("data")
     for row in DATA_SETS.values():
         if row.flags:

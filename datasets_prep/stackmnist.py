@@ -13,7 +13,6 @@ import os
 
 import numpy as np
 import torch.utils.data
-import torchvision
 from PIL import Image
 
 from datasets_prep.common import image_transform, torchvision_download
@@ -37,7 +36,7 @@ def mnist_present(root, train=True):
 
 def download_mnist(root):
     """Download MNIST into ``root/MNIST/raw`` with torchvision; DataError if that fails."""
-    torchvision_download(torchvision.datasets.MNIST, root, f"MNIST is not in {os.path.join(root, MNIST_RAW)}",
+    torchvision_download("MNIST", root, f"MNIST is not in {os.path.join(root, MNIST_RAW)}",
                          "put train-images-idx3-ubyte and train-labels-idx1-ubyte (or .gz) there")
 
 

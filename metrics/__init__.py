@@ -14,10 +14,15 @@ test_ddgan.py, the pytorch_fid command lines and the training loop alike.
 | pr | recall, precision | Inception; real images (k = 3) |
 | modes | kl, modes | dataset stacked_digits / stackmnist (+ classifier) |
 
-Modules: ``registry`` (the table, ``parse_metric_names``), ``evaluator`` (``Evaluator``, the
-shared Inception network, the real side), ``inception_score``, ``precision_recall`` and
-``mode_coverage`` (the computations; the last also a command line), ``errors`` (MetricError).
-The FID itself and the Inception network are ``pytorch_fid``'s.
+Modules: ``registry`` (the table: what each metric needs and gives, which way is better;
+``parse_metric_names``), ``evaluator`` (``Evaluator``: the real side, the views of a sample set),
+``inception`` (the FID Inception-v3 and its weights file, built once per process),
+``images`` (the image sources: folders, sample arrays, pixel ranges), ``scores`` (FID, Inception
+Score, precision/recall from Inception outputs; mode coverage from mode ids), ``classifiers``
+(the digit classifiers and the reader of stacked images), ``mode_coverage`` (its command line;
+imported by nothing here, so that ``python -m metrics.mode_coverage`` runs cleanly), ``flags``
+(the metric flags both scripts share), ``errors`` (MetricError).
+``pytorch_fid`` is pytorch-fid's interface over this package, and its command lines.
 """
 
 from metrics.errors import MetricError

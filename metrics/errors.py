@@ -2,7 +2,7 @@
 
 from contextlib import contextmanager
 
-from pytorch_fid.cli import error_line
+from utils.files import error_line
 
 
 class MetricError(ValueError):

@@ -15,27 +15,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from metrics.classifiers import read_modes, reader_for
 from metrics.errors import MetricError, metric_errors
+from metrics.images import SampleArrayDataset, map_batches, open_images, sample_source
+from metrics.inception import InceptionWeightsError, pooled, shared_inception
 from metrics.registry import METRICS, Options, check_count, parse_metric_names
-from pytorch_fid.data import SampleArrayDataset, map_batches, open_images, sample_source
-from pytorch_fid.fid_score import activation_statistics, is_stats_file, load_statistics
-from pytorch_fid.inception import InceptionV3, InceptionWeightsError, find_fid_weights
-
-_NETWORKS = {}
-
-
-def shared_inception(device, weights=None, random_weights=False):
-    """The FID Inception-v3 (pool3 and logits) on ``device``, built once per process per weights file."""
-    key = ("random" if random_weights else str(find_fid_weights(weights)), str(torch.device(device)))
-    if key not in _NETWORKS:
-        _NETWORKS[key] = InceptionV3(weights=weights, random_weights=random_weights).to(device)
-    return _NETWORKS[key]
+from metrics.scores import activation_statistics, calculate_frechet_distance, is_stats_file, load_statistics
 
 
 def inception_outputs(images, network, options):
-    """(pool3 features (N, 2048), logits (N, 1008)) of a Dataset of (3, H, W) images in [0, 1], one pass."""
-    return map_batches(network.features_and_logits, images, options.batch_size, options.device,
-                       options.num_workers)
+    """(features (N, dims), logits (N, 1008) or None) of a Dataset of (3, H, W) images in [0, 1], one pass:
+    pool3 and the logits, or with ``options.dims`` < 2048 an earlier block, average-pooled (pytorch-fid's --dims)."""
+    if options.dims == 2048:
+        return map_batches(network.features_and_logits, images, options.batch_size, options.device,
+                           options.num_workers)
+    features = map_batches(lambda batch: pooled(network(batch)[0]), images, options.batch_size, options.device,
+                           options.num_workers)
+    return features, None
 
 
 @dataclass
@@ -82,12 +78,14 @@ class SampleViews:
 
     @property
     def logits(self):
+        if self._inception[1] is None:
+            dims = self.evaluator.options.dims
+            raise MetricError(f"the Inception Score needs the classifier's logits, which --dims {dims} does not "
+                              "give: use --dims 2048")
         return self._inception[1]
 
     @functools.cached_property
     def mode_ids(self):
-        from metrics.mode_coverage import read_modes
-
         reader, options = self.evaluator.digit_reader, self.evaluator.options
         ids = map_batches(lambda batch: read_modes(reader, batch * 2 - 1), self.images, options.batch_size,
                           options.device, options.num_workers)
@@ -98,29 +96,33 @@ class Evaluator:
     """The metrics ``names`` ("fid,pr" or a list), ready to score sample sets.
 
     real: the real side of fid / pr: a folder of images, a .npy/.npz sample array, for fid
-    alone also a statistics .npz (mu, sigma), or an (N, H, W, C) pixel array (``pytorch_fid.data``'s ranges).
+    alone also a statistics .npz (mu, sigma), or an (N, H, W, C) pixel array (``metrics.images``'s ranges).
     dataset: the digit reader of ``modes`` (stacked_digits: trained in seconds on first use and
     cached; stackmnist: needs ``mode_classifier``).
     inception_weights / random_weights: the FID Inception weights file (default: looked up as
-    pytorch_fid.inception.find_fid_weights says) / a fixed random network (tests only); weights_flag:
+    metrics.inception.find_fid_weights says) / a fixed random network (tests only); weights_flag:
     the command's flag for that file, which a missing-weights error names.
     batch_size, num_workers: images per network batch, loader processes; splits: Inception
-    Score parts; k, nn_batch_size: precision/recall neighbourhood and distance block rows.
+    Score parts; k, nn_batch_size: precision/recall neighbourhood and distance block rows; dims: the
+    Inception features (2048: pool3; 64, 192, 768: earlier blocks, pytorch-fid's --dims).
+    statistics_only: the samples will come as FID statistics (``evaluate_path`` of a statistics
+    file): with a statistics file as the real side too, no network is built.
 
     ``evaluator(samples)`` scores (N, H, W, C) samples (uint8, or floats in a range that
-    ``pytorch_fid.data.pixel_range`` reads): {"fid", "is", "is_std", "precision", "recall", "modes",
+    ``metrics.images.pixel_range`` reads): {"fid", "is", "is_std", "precision", "recall", "modes",
     "kl"} (those asked for); ``primary`` is (key, higher_is_better) of the first.
     """
 
     def __init__(self, names, *, device, real=None, dataset=None, inception_weights=None, random_weights=False,
                  weights_flag="--inception_weights", mode_classifier=None, batch_size=100, num_workers=0, splits=10,
-                 k=3, nn_batch_size=5000):
+                 k=3, nn_batch_size=5000, dims=2048, statistics_only=False):
         with metric_errors():
             self.metrics = [METRICS[name] for name in parse_metric_names(
                 names if isinstance(names, str) else ",".join(names))]
-            self.options = Options(torch.device(device), batch_size, num_workers, splits, k, nn_batch_size)
+            self.options = Options(torch.device(device), batch_size, num_workers, splits, k, nn_batch_size, dims)
             source = self._open_real(real)
-            self.inception = self._network(inception_weights, random_weights, weights_flag)
+            needs_network = not (statistics_only and isinstance(source, tuple))
+            self.inception = self._network(inception_weights, random_weights, weights_flag) if needs_network else None
             self.real = self._real_side(source)
             self.digit_reader, self.digit_accuracy = self._digit_reader(dataset, mode_classifier)
 
@@ -141,7 +143,7 @@ class Evaluator:
         if not any(metric.needs_inception for metric in self.metrics):
             return None
         try:
-            return shared_inception(self.options.device, weights, random_weights)
+            return shared_inception(self.options.device, weights, random_weights, self.options.dims)
         except InceptionWeightsError as err:
             raise err.for_flag(flag) from None
 
@@ -158,8 +160,6 @@ class Evaluator:
         """(StackedReader on the device, its accuracy or None) when a metric reads digits, else (None, None)."""
         if not any(metric.needs_digit_reader for metric in self.metrics):
             return None, None
-        from metrics.mode_coverage import reader_for
-
         reader, accuracy = reader_for(dataset, classifier)
         return reader.to(self.options.device), accuracy
 
@@ -176,12 +176,22 @@ class Evaluator:
             return self.evaluate(SampleArrayDataset(samples, "the samples"))
 
     def evaluate_path(self, path):
-        """Scores of the samples at ``path``: a folder (its samples.npz when it has one) or a .npy/.npz array."""
+        """Scores of the samples at ``path``: a folder (its samples.npz when it has one), a .npy/.npz array,
+        or (FID alone) a statistics .npz."""
         with metric_errors():
+            if is_stats_file(path):
+                return self.fid_of_statistics(*load_statistics(path))
             return self.evaluate(open_images(sample_source(path)))
 
+    def fid_of_statistics(self, mu, sigma):
+        """{"fid": ...} of samples given by their statistics (the FID command line's two-statistics case)."""
+        if [metric.name for metric in self.metrics] != ["fid"]:
+            raise MetricError("statistics (mu, sigma) give FID alone: pass images or a sample array for "
+                              f"{', '.join(metric.name for metric in self.metrics)}")
+        return {"fid": calculate_frechet_distance(mu, sigma, *self.real.stats)}
+
     def evaluate(self, images):
-        """Scores of a Dataset of (3, H, W) images in [0, 1] (``pytorch_fid.data``'s sources)."""
+        """Scores of a Dataset of (3, H, W) images in [0, 1] (``metrics.images``'s sources)."""
         with metric_errors():
             check_count(self.metrics, len(images), self.options)
             views = SampleViews(images, self)

@@ -1,10 +1,8 @@
-"""What the FID, Inception Score and precision/recall command lines share: the network flags and
-one-line errors with a non-zero exit."""
+"""What the FID, Inception Score and precision/recall command lines share: the network flags."""
 
 import os
-from contextlib import contextmanager
 
-from pytorch_fid.inception import FID_WEIGHTS_NAME, WEIGHTS_ENV_VARS
+from metrics.inception import FID_WEIGHTS_NAME, WEIGHTS_ENV_VARS
 from utils.argtypes import device, nonneg_int, positive_int
 
 
@@ -21,7 +19,7 @@ def add_network_flags(parser):
     parser.add_argument("--num-workers", "--num_workers", dest="num_workers", type=nonneg_int,
                         default=default_workers(), help="image loading processes (default: cores, at most 8)")
     parser.add_argument("--device", type=device, default="auto",
-                        help="auto (cuda when available, else cpu), cpu, cuda or cuda:N (default: auto)")
+                        help="auto (cuda when available), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--weights", metavar="PATH",
                         help=f"the FID Inception weights {FID_WEIGHTS_NAME} (default: "
                              f"${WEIGHTS_ENV_VARS[0]}, ${WEIGHTS_ENV_VARS[1]}, then the torch hub "
@@ -29,19 +27,3 @@ def add_network_flags(parser):
     parser.add_argument("--random-weights", "--random_weights", dest="random_weights", action="store_true",
                         help="testing aid: a fixed random network instead of the weights; "
                              "the scores are meaningless")
-
-
-def error_line(err):
-    """The one line to show for an error.  A DataLoader worker's error carries the worker's
-    traceback in its message: only its last line (the original error) is kept."""
-    lines = str(err).strip().splitlines() or [type(err).__name__]
-    return lines[-1].removeprefix(f"{type(err).__name__}: ")
-
-
-@contextmanager
-def user_errors(prog):
-    """Report what a user can fix (missing or unreadable files, bad values) as one line, exit status 1."""
-    try:
-        yield
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"{prog}: error: {error_line(err)}") from None

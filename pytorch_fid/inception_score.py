@@ -6,7 +6,7 @@ DIR/samples.npz holds the samples as one (N, H, W, 3) array of pixel values in [
 (key 'samples', else the first array); --sample_dir may also name a .npy/.npz file or a
 folder of images.  A sample folder left unfinished by test_ddgan.py, or mixed with other
 images, is refused.  The classifier is the FID Inception-v3; p(y|x) is the softmax over its
-first 1000 logits (of 1008), over --splits parts (see metrics.inception_score).  Published
+first 1000 logits (of 1008), over --splits parts (see metrics.scores).  Published
 scores use 50k samples and 10 splits.
 """
 
@@ -17,10 +17,11 @@ if __package__ in (None, ""):  # run as a file: import the packages from the rep
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from metrics import Evaluator  # noqa: E402
+from metrics.images import open_images, sample_source  # noqa: E402
 from metrics.registry import METRICS, Options, check_count  # noqa: E402
-from pytorch_fid.cli import add_network_flags, user_errors  # noqa: E402
-from pytorch_fid.data import open_images, sample_source  # noqa: E402
-from utils.argtypes import ArgumentParser, positive_int  # noqa: E402
+from pytorch_fid.cli import add_network_flags  # noqa: E402
+from utils.argtypes import ArgumentParser, positive_int
+from utils.files import user_errors  # noqa: E402
 
 PUBLISHED_SAMPLES = 50_000
 

@@ -1,5 +1,5 @@
 """Improved precision and recall (k = 3) of generated against real images: the command line over
-``metrics`` (computed in metrics.precision_recall).
+``metrics`` (computed in metrics.scores).
 
     python -m pytorch_fid.precision_recall REAL FAKE        # folders or .npy/.npz sample arrays
 
@@ -7,10 +7,11 @@ The features are the FID Inception-v3's pool3 (2048-d), extracted as for FID.
 """
 
 from metrics import Evaluator
+from metrics.images import open_images
 from metrics.registry import METRICS, Options, check_count
-from pytorch_fid.cli import add_network_flags, user_errors
-from pytorch_fid.data import open_images
+from pytorch_fid.cli import add_network_flags
 from utils.argtypes import ArgumentParser, positive_int
+from utils.files import user_errors
 
 
 def build_parser():

@@ -126,7 +126,7 @@ step_classifier() {
     fi
     "$PY" -c "
 import os
-from metrics.mode_coverage import default_classifier_path, digits_classifier
+from metrics.classifiers import default_classifier_path, digits_classifier
 cached = os.path.isfile(default_classifier_path())
 print(f\"{'cached' if cached else 'trained'}, accuracy {digits_classifier()[1]:.4f}\")" | tee "$OUT/classifier.key"
 }
@@ -212,8 +212,8 @@ step_torchrun() {
     local world
     world=$("$PY" -c "
 import sys
-from utils.checkpoint import load_content
-print(load_content(sys.argv[1])['world_size'])" "$dir/saved_info/dd_gan/stacked_digits/experiment_cifar_default/content.pth") ||
+from training import content
+print(content.load(sys.argv[1])['world_size'])" "$dir/saved_info/dd_gan/stacked_digits/experiment_cifar_default/content.pth") ||
         fail "no readable content.pth"
     [ "$world" = "$processes" ] || fail "content.pth says $world processes, not $processes"
     local backend=nccl

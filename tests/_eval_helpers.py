@@ -3,9 +3,8 @@ Inception network and the digit classifier."""
 
 import torch
 
-from score_sde import legacy
+from score_sde import checkpoint, legacy
 from tests.conftest import tiny_generator
-from utils import checkpoint
 
 
 def save_own(path, config, seed=0):
@@ -41,9 +40,23 @@ class FakeInception(torch.nn.Module):
         return features, features @ self.fc
 
 
+def build_fake_inception(monkeypatch, make):
+    """metrics.inception builds ``make(**kwargs)`` instead of the FID network, with a fresh per-process cache."""
+    from metrics import inception
+
+    class Builder:
+        BLOCK_INDEX_BY_DIM = inception.InceptionV3.BLOCK_INDEX_BY_DIM
+
+        def __new__(cls, *args, **kwargs):
+            return make(**kwargs)
+
+    monkeypatch.setattr(inception, "InceptionV3", Builder)
+    monkeypatch.setattr(inception, "_NETWORKS", {})
+
+
 def constant_digit_classifier(path, digit=7):
     """A digits classifier file (metrics.mode_coverage's format) that reads every channel as ``digit``."""
-    from metrics.mode_coverage import digit_cnn, save_classifier
+    from metrics.classifiers import digit_cnn, save_classifier
 
     model = digit_cnn(8)
     torch.nn.init.zeros_(model[-1].weight)
@@ -56,7 +69,7 @@ def constant_digit_classifier(path, digit=7):
 def random_digit_classifier(path):
     """A digits classifier file (metrics.mode_coverage's format) with seeded random weights: made in no
     time, it reads varied digits (meaningless ones)."""
-    from metrics.mode_coverage import DIGITS_SIDE, digit_cnn, save_classifier
+    from metrics.classifiers import DIGITS_SIDE, digit_cnn, save_classifier
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

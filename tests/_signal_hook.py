@@ -27,22 +27,22 @@ def send(signum):
 
 
 def at_iteration(signum):
-    from utils import training
+    from training import trainer
 
-    step = training.Trainer.train_step
+    step = trainer.Trainer.train_step
 
     def train_step(self, real):
         if self.global_step == 5:
             send(signum)
         return step(self, real)
 
-    training.Trainer.train_step = train_step
+    trainer.Trainer.train_step = train_step
 
 
 def at_evaluation(signum):
-    from utils import train_metrics
+    from training import evaluation
 
-    evaluate, sample_array = train_metrics.TrainingMetrics.evaluate, train_metrics.sampling.sample_array
+    evaluate, sample_array = evaluation.TrainingMetrics.evaluate, evaluation.sampling.sample_array
     epochs = []
 
     def evaluating(self, generator, config, epoch, *args, **kwargs):
@@ -54,14 +54,14 @@ def at_evaluation(signum):
             send(signum)
         return sample_array(*args, **kwargs)
 
-    train_metrics.TrainingMetrics.evaluate = evaluating
-    train_metrics.sampling.sample_array = sampling
+    evaluation.TrainingMetrics.evaluate = evaluating
+    evaluation.sampling.sample_array = sampling
 
 
 def at_write(signum):
-    from utils import checkpoint
+    from utils import files
 
-    atomic_write, contents = checkpoint.atomic_write, []
+    atomic_write, contents = files.atomic_write, []
 
     def writing(path, write):
         if os.path.basename(path) == "content.pth":
@@ -75,7 +75,7 @@ def at_write(signum):
                 return atomic_write(path, write_signalled)
         return atomic_write(path, write)
 
-    checkpoint.atomic_write = writing
+    files.atomic_write = writing
 
 
 def at_sampling(signum):

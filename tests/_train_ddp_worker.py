@@ -12,8 +12,9 @@ from unittest import mock
 
 import torch
 
+from score_sde.checkpoint import unwrap
 from tests.conftest import make_trainer
-from utils import rng, training
+from utils import rng
 
 
 class Draws:
@@ -58,7 +59,7 @@ def interleave(first, second):
 
 def snapshot(trainer):
     """Copies of G, D and EMA weights and of the gradients the last step left (G's and D's)."""
-    G, D = trainer.generator, training.checkpoint.unwrap(trainer.netD)
+    G, D = trainer.generator, unwrap(trainer.netD)
     state = {"G": G.state_dict(), "D": D.state_dict(), "EMA": trainer.ema.state_dict()["shadow"],
              "G.grad": {k: p.grad for k, p in G.named_parameters() if p.grad is not None},
              "D.grad": {k: p.grad for k, p in D.named_parameters() if p.grad is not None}}
@@ -74,7 +75,7 @@ def perturb(trainer, scale=0.01):
     differences; away from it the comparison measures the averaging, not the rounding.
     """
     generator = torch.Generator().manual_seed(1)
-    for model in (trainer.generator, training.checkpoint.unwrap(trainer.netD)):
+    for model in (trainer.generator, unwrap(trainer.netD)):
         for param in model.parameters():
             param.add_(torch.randn(param.shape, generator=generator) * scale)
 

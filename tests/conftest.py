@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import datasets_prep
 import train_ddgan
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
 from tests.fixtures import compact
@@ -96,9 +97,10 @@ def tiny_train():
 
 
 def model_parser():
-    """A parser of the flags both scripts share: the experiment's and the model's."""
+    """A parser of the flags both scripts share: the experiment's, the data set's and the model's."""
     parser = argparse.ArgumentParser()
-    add_common_flags(parser)
+    add_common_flags(parser, seed_default=None)
+    datasets_prep.add_dataset_flags(parser)
     add_model_flags(parser)
     return parser
 
@@ -132,10 +134,10 @@ def make_trainer(ctx, args):
     """A Trainer of ``args`` on placeholder data (64 black images): for tests that feed batches themselves."""
     from torch.utils.data import TensorDataset
 
-    from utils import training
+    from training.trainer import Trainer
 
     placeholder = TensorDataset(torch.zeros(64, 3, args.image_size, args.image_size), torch.zeros(64))
-    return training.Trainer(ctx, args, placeholder)
+    return Trainer(ctx, args, placeholder)
 
 
 # ----------------------------------------------------------------------------- command lines
@@ -240,3 +242,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("cuda") is not None:
             item.add_marker(skip)
+
+
+# ----------------------------------------------------------------------------- running in parallel
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``pytest -n N`` (pytest-xdist): whole modules go to one worker, so that a module's fixtures (a
+    trained run, the table of bad inputs) are built once, not once per worker.  ``--dist`` given
+    explicitly is left to xdist."""
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    return LoadFileScheduling(config, log)

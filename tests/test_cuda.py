@@ -36,13 +36,14 @@ import torch.nn.functional as F
 
 from datasets_prep.digits import DIGITS_SIDE
 from metrics import Evaluator
-from metrics import evaluator as evaluator_module
+from metrics import inception as inception_module
+from metrics.classifiers import digit_cnn
 from metrics.evaluator import SampleViews
-from metrics.mode_coverage import digit_cnn
-from pytorch_fid.data import SampleArrayDataset
+from metrics.images import SampleArrayDataset
+from score_sde import checkpoint
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from tests._data_formats import random_images
-from tests._eval_helpers import FakeInception, random_digit_classifier, save_own
+from tests._eval_helpers import FakeInception, build_fake_inception, random_digit_classifier, save_own
 from tests._train_ddp_worker import Draws, perturb
 from tests.conftest import (
     REPO,
@@ -58,9 +59,10 @@ from tests.conftest import (
     tiny_config,
     tiny_generator,
 )
-from utils import checkpoint, performance, sampling
+from training import content
+from training.loss import r1_penalty
+from utils import performance, sampling
 from utils.distributed import Context
-from utils.loss import r1_penalty
 
 CPU = torch.device("cpu")
 TOL = 1e-4
@@ -277,9 +279,10 @@ def digit_margins(path, samples):
 @pytest.fixture
 def inception(device, monkeypatch):
     """The CPU variant scores with FakeInception (seconds); the CUDA one with the FID network (random weights)."""
-    monkeypatch.setattr(evaluator_module, "_NETWORKS", {})
     if device.type == "cpu":
-        monkeypatch.setattr(evaluator_module, "InceptionV3", lambda **kwargs: FakeInception(IMAGE, dims=16))
+        build_fake_inception(monkeypatch, lambda **kwargs: FakeInception(IMAGE, dims=16))
+    else:
+        monkeypatch.setattr(inception_module, "_NETWORKS", {})
 
 
 def scores(where, real, samples, classifier):
@@ -348,7 +351,7 @@ def test_training_with_mode_metrics_end_to_end(device, tmp_path):
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert [record["epoch"] for record in records] == [0, 1]
     assert all(1 <= record["modes"] <= 40 and record["kl"] >= 0 for record in records)
-    assert checkpoint.load_content(folder / "content.pth")["global_step"] == 4
+    assert content.load(folder / "content.pth")["global_step"] == 4
 
 
 def test_torchrun_end_to_end(device, tmp_path):
@@ -359,7 +362,7 @@ def test_torchrun_end_to_end(device, tmp_path):
                          REPO / "train_ddgan.py", *TINY_TRAIN, "--device", device.type, "--num_epoch", 1,
                          "--max_iters_per_epoch", 2, "--save_content", cwd=tmp_path, env=cli_env(tmp_path), timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    saved = checkpoint.load_content(run_folder(tmp_path / "saved_info") / "content.pth")
+    saved = content.load(run_folder(tmp_path / "saved_info") / "content.pth")
     assert (saved["world_size"], len(saved["rng"]), saved["global_step"]) == (processes, processes, 4)
 
 

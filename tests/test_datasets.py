@@ -32,7 +32,7 @@ from tests._data_formats import (
     write_nvae_lmdb,
 )
 from tests.conftest import model_parser, run_command
-from utils.flags import CH_MULT_BY_DATASET, DATASETS, resolve_ch_mult
+from utils.flags import resolve_ch_mult
 
 
 def make_args(*argv):
@@ -123,17 +123,18 @@ TINY_DATA = {"cifar10": _cifar10, "stackmnist": _stackmnist, "lsun": _lsun, "cel
 
 
 def test_the_flags_come_from_the_table():
-    assert DATASETS == datasets_prep.dataset_names() == tuple(DATA_SETS)
-    assert CH_MULT_BY_DATASET == {  # the reference's defaults; folder goes by --image_size
-        "cifar10": (1, 2, 2, 2), "stackmnist": (1, 2, 2, 2), "stacked_digits": (1, 2, 2, 2),
-        "lsun": (1, 1, 2, 2, 4, 4), "celeba_256": (1, 1, 2, 2, 4, 4), "ffhq_256": (1, 1, 2, 2, 4, 4)}
+    assert model_parser()._option_string_actions["--dataset"].choices == datasets_prep.dataset_names() \
+        == tuple(DATA_SETS)
+    assert {name: datasets_prep.default_ch_mult(name) for name in DATA_SETS} == {  # the reference's; folder: by size
+        "cifar10": [1, 2, 2, 2], "stackmnist": [1, 2, 2, 2], "stacked_digits": [1, 2, 2, 2],
+        "lsun": [1, 1, 2, 2, 4, 4], "celeba_256": [1, 1, 2, 2, 4, 4], "ffhq_256": [1, 1, 2, 2, 4, 4], "folder": None}
     for row in DATA_SETS.values():
         for reference in (row.loader, row.check, row.flags):
             assert reference is None or callable(resolve(reference)), reference
 
 
 def test_ch_mult_default_is_the_rows_else_by_image_size():
-    lsun = resolve_ch_mult(make_args("--dataset", "lsun", "--image_size", 256))
+    lsun = resolve_ch_mult(make_args("--dataset", "lsun", "--image_size", 256), datasets_prep.default_ch_mult("lsun"))
     assert tuple(lsun.ch_mult) == DATA_SETS["lsun"].ch_mult == (1, 1, 2, 2, 4, 4)
     assert DATA_SETS["folder"].ch_mult is None
     assert resolve_ch_mult(make_args("--dataset", "folder", "--image_size", 16)).ch_mult == [1, 2, 2]

@@ -18,7 +18,8 @@ import torch
 
 from tests import _train_ddp_worker as worker
 from tests.conftest import REPO, finish, make_trainer, run_command, start_command, tiny_args, visible_lines
-from utils import checkpoint, distributed
+from training import content
+from utils import distributed
 from utils.distributed import Context
 
 STEPS = 3
@@ -65,7 +66,7 @@ def test_torchrun_launch_trains_with_two_processes(tmp_path, tiny_train):
                          REPO / "train_ddgan.py", *tiny_train, "--num_epoch", 1, "--max_iters_per_epoch", 2,
                          "--save_content", "--save_content_every", 1, cwd=tmp_path, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    saved = checkpoint.load_content(tmp_path / "saved_info" / "dd_gan" / "stacked_digits" /
+    saved = content.load(tmp_path / "saved_info" / "dd_gan" / "stacked_digits" /
                                     "experiment_cifar_default" / "content.pth")
     assert (saved["world_size"], len(saved["rng"]), saved["epoch"], saved["global_step"]) == (2, 2, 2, 4)
 
@@ -134,7 +135,7 @@ def test_two_nodes_train_an_epoch_and_say_whom_they_wait_for(tmp_path, tiny_trai
     assert [result.returncode for result in results] == [0, 0], [result.stderr[-2000:] for result in results]
     assert f"node 0: waiting for the other 1 process of the run at 127.0.0.1:{port}" in results[0].stderr
     assert f"node 1: waiting for node 0 of the run at 127.0.0.1:{port}" in results[1].stderr
-    saved = checkpoint.load_content(run_dir(tmp_path) / "content.pth")
+    saved = content.load(run_dir(tmp_path) / "content.pth")
     assert (saved["world_size"], saved["epoch"], saved["global_step"]) == (2, 2, 4)
 
 
@@ -146,7 +147,7 @@ def test_torchrun_with_two_nodes_trains_an_epoch(tmp_path, tiny_train):
                            cwd=tmp_path) for rank in (0, 1)]
     results = [finish(node, timeout=300) for node in nodes]
     assert [result.returncode for result in results] == [0, 0], [result.stderr[-2000:] for result in results]
-    saved = checkpoint.load_content(run_dir(tmp_path) / "content.pth")
+    saved = content.load(run_dir(tmp_path) / "content.pth")
     assert (saved["world_size"], saved["epoch"]) == (2, 2)
 
 
@@ -166,9 +167,9 @@ def test_a_killed_node_stops_the_other_with_one_line_and_both_resume(tmp_path, t
     port = distributed.free_port("127.0.0.1")
     nodes = [start_command(*node_command(tmp_path, tiny_train, rank, port, "--num_epoch", 1000), cwd=tmp_path)
              for rank in (0, 1)]
-    content = run_dir(tmp_path) / "content.pth"
+    saved = run_dir(tmp_path) / "content.pth"
     deadline = time.monotonic() + 240
-    while not content.exists() or checkpoint.load_content(content)["epoch"] < 2:
+    while not saved.exists() or content.load(saved)["epoch"] < 2:
         assert time.monotonic() < deadline and all(node.poll() is None for node in nodes), "no progress"
         time.sleep(0.2)
     os.killpg(nodes[victim].pid, signal.SIGKILL)
@@ -178,12 +179,12 @@ def test_a_killed_node_stops_the_other_with_one_line_and_both_resume(tmp_path, t
     lines = [line for line in visible_lines(survivor.stderr) if not line.startswith(f"node {1 - victim}: waiting")]
     assert len(lines) == 1 and lines[0].startswith("error: lost contact with another process of the run ("), lines
     assert "--resume" in lines[0] and "Traceback" not in survivor.stderr
-    last = checkpoint.load_content(content)["epoch"]
+    last = content.load(saved)["epoch"]
     resumed = [start_command(*node_command(tmp_path, tiny_train, rank, port, "--num_epoch", 1000, "--resume",
                                            "--stop_after_epoch", last), cwd=tmp_path) for rank in (0, 1)]
     results = [finish(node) for node in resumed]
     assert [result.returncode for result in results] == [0, 0], [result.stderr[-2000:] for result in results]
-    assert checkpoint.load_content(content)["epoch"] == last + 1
+    assert content.load(saved)["epoch"] == last + 1
 
 
 def test_the_port_check_accepts_a_port_that_torch_can_bind(tmp_path, tiny_train):

@@ -1,16 +1,15 @@
-"""A generator file the reference's test_ddgan.py loads unchanged (python -m utils.export_reference)."""
+"""A generator file the reference's test_ddgan.py loads unchanged (python -m score_sde.export_reference)."""
 
 import json
 
 import pytest
 import torch
 
-from score_sde import legacy
+from score_sde import checkpoint, legacy
+from score_sde.export_reference import reference_flags, reference_payload
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
 from tests.conftest import one_error_line, run_command, tiny_config, tiny_generator
 from tests.fixtures.compact import load_layout
-from utils import checkpoint
-from utils.export_reference import reference_flags, reference_payload
 from utils.flags import namespace
 
 
@@ -30,7 +29,7 @@ def exported(tmp_path):
     generator = tiny_generator(config, seed=3)
     source = tmp_path / "netG_3.pth"
     checkpoint.save_generator(source, generator, config, epoch=3)
-    result = run_command("-m utils.export_reference", source, cwd=tmp_path)
+    result = run_command("-m score_sde.export_reference", source, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return generator, config, tmp_path / "netG_3_reference.pth", result.stdout
 
@@ -76,7 +75,7 @@ def test_bad_exports_are_one_line(exported, case):
     argv = {"exists": [source], "itself": [source, source], "plain": [path, path.parent / "again.pth"],
             "missing": [path.parent / "netG_9.pth"]}[case]
     before = {p.name: p.read_bytes() for p in path.parent.iterdir() if p.is_file()}
-    line = one_error_line(run_command("-m utils.export_reference", *argv, cwd=path.parent))
+    line = one_error_line(run_command("-m score_sde.export_reference", *argv, cwd=path.parent))
     expected = {"exists": "already exists", "itself": "is the checkpoint being exported",
                 "plain": "already a plain state dict", "missing": "not found"}[case]
     assert expected in line

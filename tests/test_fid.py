@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import linalg
 
-from pytorch_fid import data, fid_score
-from pytorch_fid.data import (
+from metrics import images as data
+from metrics import scores
+from metrics.images import (
     ImagePathDataset,
     SampleArrayDataset,
     check_samples,
@@ -18,13 +19,7 @@ from pytorch_fid.data import (
     load_sample_array,
     open_images,
 )
-from pytorch_fid.fid_score import (
-    calculate_fid_given_paths,
-    calculate_frechet_distance,
-    compute_statistics_of_path,
-    get_activations,
-)
-from pytorch_fid.inception import (
+from metrics.inception import (
     FID_WEIGHTS_NAME,
     InceptionNetwork,
     InceptionV3,
@@ -35,6 +30,14 @@ from pytorch_fid.inception import (
     load_checked,
     max_pool_same,
     random_init,
+    shared_inception,
+)
+from pytorch_fid import fid_score
+from pytorch_fid.fid_score import (
+    calculate_fid_given_paths,
+    calculate_frechet_distance,
+    compute_statistics_of_path,
+    get_activations,
 )
 from tests._data_formats import random_images, write_pngs
 from tests.conftest import cli_env, finish, one_error_line, run_command, start_command
@@ -97,7 +100,7 @@ def test_non_finite_square_root_retries_with_eps(monkeypatch):
         calls.append(matrix)
         return np.full_like(matrix, np.nan) if len(calls) == 1 else np.eye(len(matrix))
 
-    monkeypatch.setattr(fid_score, "_sqrtm", fake_sqrtm)
+    monkeypatch.setattr(scores, "_sqrtm", fake_sqrtm)
     sigma = np.diag([1.0, 0.0])
     fid = calculate_frechet_distance(np.zeros(2), sigma, np.zeros(2), sigma, eps=1e-3)
     np.testing.assert_allclose(calls[1], (sigma + 1e-3 * np.eye(2)) @ (sigma + 1e-3 * np.eye(2)))
@@ -106,9 +109,9 @@ def test_non_finite_square_root_retries_with_eps(monkeypatch):
 
 def test_imaginary_square_root(monkeypatch):
     sigma = np.eye(3)
-    monkeypatch.setattr(fid_score, "_sqrtm", lambda m: m + 1e-6j)
+    monkeypatch.setattr(scores, "_sqrtm", lambda m: m + 1e-6j)
     assert calculate_frechet_distance(np.zeros(3), sigma, np.zeros(3), sigma) == pytest.approx(0)
-    monkeypatch.setattr(fid_score, "_sqrtm", lambda m: m + 0.1j * np.eye(3))
+    monkeypatch.setattr(scores, "_sqrtm", lambda m: m + 0.1j * np.eye(3))
     with pytest.raises(ValueError, match="imaginary component"):
         calculate_frechet_distance(np.zeros(3), sigma, np.zeros(3), sigma)
 
@@ -207,7 +210,7 @@ def test_bad_output_blocks():
 def test_pytorch_fid_public_names():
     """The names pytorch-fid 0.3.0 exports exist here and are what the FID network is built of."""
     import pytorch_fid
-    from pytorch_fid import inception
+    from metrics import inception
 
     assert pytorch_fid.__version__ == "0.3.0"
     assert isinstance(fid_score.parser, argparse.ArgumentParser) and fid_score.parser.prog.endswith("fid_score")
@@ -333,7 +336,7 @@ def test_the_value_range_is_told_apart(name, low, high):
 def test_every_range_reads_as_the_same_images():
     """The FID tool's reading (SampleArrayDataset) and mode coverage's (as_images) of one image set do
     not depend on how its values are stored: one rule, ``pixel_range``, for both."""
-    from metrics.mode_coverage import as_images
+    from metrics.classifiers import as_images
 
     pixels = random_images(3, 8)
     expected = torch.from_numpy(pixels / 255).permute(0, 3, 1, 2).float()
@@ -485,25 +488,20 @@ def test_two_statistics_files_need_no_network(tmp_path, offline):
     assert fid == pytest.approx(12.0)
 
 
-def test_fid_of_paths_goes_through_compute_statistics_of_path(folders, monkeypatch):
-    """As upstream, so that overriding compute_statistics_of_path changes what FID sees."""
-    seen = []
-
-    def fake(path, model, batch_size, dims, device, num_workers=1):
-        seen.append((path, dims))
-        return np.full(2, len(seen), float), np.eye(2)
-
-    monkeypatch.setattr(fid_score, "compute_statistics_of_path", fake)
-    monkeypatch.setattr(fid_score, "fid_inception", lambda *args: torch.nn.Identity())
-    assert calculate_fid_given_paths(folders, 4, "cpu", 64, num_workers=0) == pytest.approx(2.0)
-    assert seen == [(folders[0], 64), (folders[1], 64)]
+def test_fid_of_paths_is_the_distance_of_the_path_statistics(folders):
+    """The command line's path (the Evaluator) and pytorch-fid's pieces, composed by hand, agree."""
+    network = shared_inception("cpu", random_weights=True, dims=64)
+    stats = [compute_statistics_of_path(folder, network, 4, 64, "cpu", num_workers=0) for folder in folders]
+    by_hand = calculate_frechet_distance(*stats[0], *stats[1])
+    assert calculate_fid_given_paths(folders, 4, "cpu", 64, num_workers=0, random_weights=True) == \
+        pytest.approx(by_hand, rel=1e-6)
 
 
 def test_save_stats_adds_the_npz_suffix(folders, tmp_path):
     """As np.savez: "stats" is written as stats.npz; an existing stats.npz is never replaced."""
     fid_score.save_fid_stats([folders[0], tmp_path / "stats"], 4, "cpu", 64, num_workers=0, random_weights=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.npz"]
-    assert fid_score.is_stats_file(tmp_path / "stats.npz")
+    assert scores.is_stats_file(tmp_path / "stats.npz")
     with pytest.raises(ValueError, match="stats.npz already exists"):
         fid_score.save_fid_stats([folders[0], tmp_path / "stats"], 4, "cpu", 64, random_weights=True)
 
@@ -511,12 +509,12 @@ def test_save_stats_adds_the_npz_suffix(folders, tmp_path):
 def test_non_finite_statistics_are_refused(tmp_path):
     np.savez(tmp_path / "nan.npz", mu=np.array([0.0, np.nan]), sigma=np.eye(2))
     with pytest.raises(ValueError, match="NaN or inf"):
-        fid_score.load_statistics(tmp_path / "nan.npz")
+        scores.load_statistics(tmp_path / "nan.npz")
     with pytest.raises(ValueError, match="second statistics: mu or sigma holds NaN or inf"):
         calculate_frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.full((2, 2), np.inf))
     np.savez(tmp_path / "flat.npz", mu=np.zeros(3), sigma=np.zeros(3))
     with pytest.raises(ValueError, match=r"sigma \(D, D\)"):
-        fid_score.load_statistics(tmp_path / "flat.npz")
+        scores.load_statistics(tmp_path / "flat.npz")
 
 
 # Bad inputs on the command line: the rows of METRIC_CASES in test_bad_inputs.py; here the one

@@ -2,6 +2,7 @@
 
 import pytest
 
+import datasets_prep
 from tests.conftest import model_parser
 from utils import flags
 
@@ -54,7 +55,8 @@ def test_bad_values_fail_at_parse_time(argv, message, capsys):
     ("folder", 64, [1, 2, 2, 2]), ("folder", 128, [1, 1, 2, 2, 4]),
 ])
 def test_ch_mult_defaults(dataset, size, expected):
-    args = flags.resolve_model_flags(parse("--dataset", dataset, "--image_size", str(size)))
+    args = flags.resolve_model_flags(parse("--dataset", dataset, "--image_size", str(size)),
+                                     datasets_prep.default_ch_mult(dataset))
     assert args.ch_mult == expected
 
 

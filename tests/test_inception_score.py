@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from metrics.evaluator import inception_outputs
-from metrics.inception_score import inception_score_from_logits, split_bounds
+from metrics.images import open_images, sample_source
+from metrics.inception import InceptionV3
 from metrics.registry import Options
-from pytorch_fid.data import open_images, sample_source
-from pytorch_fid.inception import InceptionV3
+from metrics.scores import inception_score_from_logits, split_bounds
 from tests._data_formats import random_images, write_pngs
 from tests.conftest import cli_env, one_error_line, run_command, run_commands
 

@@ -11,12 +11,14 @@ import pytest
 import torch
 import torch.nn as nn
 
+import datasets_prep
 from score_sde import legacy
-from score_sde.models.discriminator import Discriminator_large, Discriminator_small
+from score_sde.checkpoint import unwrap
+from score_sde.models.discriminator import SMALL_MAX_SIZE, Discriminator_large, Discriminator_small
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
 from tests.conftest import tiny_args
 from tests.fixtures.compact import load_init_cases, tensor_digest
-from utils import training
+from training.trainer import Trainer
 from utils.distributed import Context
 from utils.rng import seed_everything
 
@@ -56,11 +58,11 @@ def test_train_ddgan_builds_the_reference_initialisation():
     """The training script's own path (seed + rank, data set, then G and D), for the cases whose
     discriminator is the one the script picks for their image size."""
     usable = [case for case in load_init_cases() if case["d_kind"] == "small"
-              and case["config"]["image_size"] <= training.SMALL_D_MAX_SIZE]
+              and case["config"]["image_size"] <= SMALL_MAX_SIZE]
     assert usable
     for case in usable:
         args = tiny_args(*training_flags(case), "--batch_size", 4)
         seed_everything(args.seed)
-        trainer = training.Trainer(Context(), args, training.datasets_prep.get_dataset(args))
+        trainer = Trainer(Context(), args, datasets_prep.get_dataset(args))
         assert_same_tensors(legacy.reference_state_dict(trainer.generator), case["G"])
-        assert_same_tensors(training.checkpoint.unwrap(trainer.netD).state_dict(), case["D"])
+        assert_same_tensors(unwrap(trainer.netD).state_dict(), case["D"])

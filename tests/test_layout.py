@@ -6,11 +6,10 @@ import argparse
 import pytest
 import torch
 
-from score_sde import legacy
+from score_sde import checkpoint, legacy
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from score_sde.models.ncsnpp_generator_adagn import NCSNpp
 from tests.fixtures.compact import load_layout
-from utils import checkpoint
 
 PARAMETER_COUNTS = {"cifar10": 48_432_515, "celeba_256": 39_726_979, "lsun": 39_726_979,
                     "discriminator_small": 12_741_633, "discriminator_large": 27_737_217}

@@ -12,13 +12,15 @@ import pytest
 import torch
 
 from metrics import METRICS, Evaluator, MetricError, parse_metric_names
-from metrics import evaluator as evaluator_module
-from metrics.inception_score import inception_score_from_logits
-from metrics.precision_recall import compute_precision_recall
-from pytorch_fid.fid_score import activation_statistics, calculate_frechet_distance
-from pytorch_fid.inception import InceptionV3
+from metrics.inception import InceptionV3
+from metrics.scores import (
+    activation_statistics,
+    calculate_frechet_distance,
+    compute_precision_recall,
+    inception_score_from_logits,
+)
 from tests._data_formats import random_images, write_pngs
-from tests._eval_helpers import FakeInception, constant_digit_classifier
+from tests._eval_helpers import FakeInception, build_fake_inception, constant_digit_classifier
 from utils import outputs
 
 SIZE = 8
@@ -27,8 +29,7 @@ SIZE = 8
 @pytest.fixture
 def fake_network(monkeypatch):
     """Evaluators build FakeInception (16-d features) instead of the FID network."""
-    monkeypatch.setattr(evaluator_module, "InceptionV3", lambda **kwargs: FakeInception(SIZE, dims=16))
-    monkeypatch.setattr(evaluator_module, "_NETWORKS", {})
+    build_fake_inception(monkeypatch, lambda **kwargs: FakeInception(SIZE, dims=16))
     return FakeInception(SIZE, dims=16)
 
 
@@ -95,8 +96,7 @@ def test_real_side_from_a_folder_a_file_or_statistics(fake_network, tmp_path):
 
 def test_the_network_is_built_once(monkeypatch):
     built = []
-    monkeypatch.setattr(evaluator_module, "_NETWORKS", {})
-    monkeypatch.setattr(evaluator_module, "InceptionV3", lambda **kwargs: built.append(kwargs) or FakeInception(SIZE))
+    build_fake_inception(monkeypatch, lambda **kwargs: built.append(kwargs) or FakeInception(SIZE))
     first = Evaluator(["is"], device="cpu", random_weights=True)
     second = Evaluator(["fid"], device="cpu", real=random_images(3, SIZE), random_weights=True)
     assert first.inception is second.inception and len(built) == 1
@@ -177,7 +177,6 @@ def test_bad_samples_fail_at_the_call(fake_network, samples, message):
 
 
 def test_a_network_that_diverges_gives_an_error_not_nan(monkeypatch):
-    monkeypatch.setattr(evaluator_module, "_NETWORKS", {})
-    monkeypatch.setattr(evaluator_module, "InceptionV3", lambda **kwargs: FakeInception(SIZE, scale=math.nan))
+    build_fake_inception(monkeypatch, lambda **kwargs: FakeInception(SIZE, scale=math.nan))
     with pytest.raises(MetricError, match="is, is_std came out NaN or inf"):
         Evaluator(["is"], device="cpu", splits=2)(random_images(4, SIZE))

@@ -9,7 +9,7 @@ import torch
 
 from datasets_prep.digits import StackedDigits
 from datasets_prep.stackmnist import StackedMNIST
-from metrics import MetricError
+from metrics import MetricError, classifiers, scores
 from metrics import mode_coverage as mc
 from tests._data_formats import mnist_like_digits, write_mnist
 from tests.conftest import cli_env, run_command
@@ -22,7 +22,7 @@ MIN_STACK_ACCURACY = 0.85  # three digits right at once (measured: 0.92)
 def classifier_path(tmp_path_factory):
     """The digits classifier, trained once for this module into a temporary cache."""
     path = str(tmp_path_factory.mktemp("cache") / "digits.pt")
-    mc.digits_classifier(path, verbose=False)
+    classifiers.digits_classifier(path, verbose=False)
     return path
 
 
@@ -33,41 +33,41 @@ def stacked_batch(count, size=32, train=True):
 
 
 def test_every_mode_once_is_perfect():
-    assert mc.mode_coverage(torch.arange(1000)) == (1000, 0.0)
-    assert mc.mode_coverage(np.repeat(np.arange(1000), 3)) == (1000, 0.0)
+    assert scores.mode_coverage(torch.arange(1000)) == (1000, 0.0)
+    assert scores.mode_coverage(np.repeat(np.arange(1000), 3)) == (1000, 0.0)
 
 
 def test_one_mode_is_log_1000():
-    modes, kl = mc.mode_coverage(torch.full((500,), 123))
+    modes, kl = scores.mode_coverage(torch.full((500,), 123))
     assert modes == 1 and kl == pytest.approx(math.log(1000))
 
 
 def test_two_even_modes():
-    modes, kl = mc.mode_coverage([5, 900, 5, 900])
+    modes, kl = scores.mode_coverage([5, 900, 5, 900])
     assert modes == 2 and kl == pytest.approx(math.log(500))
 
 
 @pytest.mark.parametrize("ids", [[], [1000], [-1, 3]])
 def test_bad_mode_ids(ids):
     with pytest.raises(MetricError, match=r"non-empty list of integers in \[0, 1000\)"):
-        mc.mode_coverage(ids)
+        scores.mode_coverage(ids)
 
 
 def test_classifier_accuracy_on_unseen_digits(classifier_path):
-    model, accuracy = mc.load_classifier(classifier_path, 8)
+    model, accuracy = classifiers.load_classifier(classifier_path, 8)
     assert accuracy >= MIN_DIGIT_ACCURACY
-    images, labels = mc.digits_split("generator")
-    assert mc.accuracy(model, images[:, None], labels) == pytest.approx(accuracy)
+    images, labels = classifiers.digits_split("generator")
+    assert classifiers.accuracy(model, images[:, None], labels) == pytest.approx(accuracy)
 
 
 def test_real_stacked_digits_are_read(classifier_path):
-    reader = mc.StackedReader(mc.load_classifier(classifier_path, 8)[0], 8)
+    reader = classifiers.StackedReader(classifiers.load_classifier(classifier_path, 8)[0], 8)
     images, labels = stacked_batch(400)
-    ids = mc.classify_stacked(images, reader)
+    ids = classifiers.classify_stacked(images, reader)
     assert ids.min() >= 0 and ids.max() < 1000
     assert (ids == labels).float().mean() >= MIN_STACK_ACCURACY
     as_uint8_nhwc = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    assert (mc.classify_stacked(as_uint8_nhwc, reader) == ids).float().mean() > 0.97
+    assert (classifiers.classify_stacked(as_uint8_nhwc, reader) == ids).float().mean() > 0.97
 
 
 def test_evaluate_real_data_covers_the_modes(classifier_path):
@@ -81,17 +81,17 @@ def test_evaluate_real_data_covers_the_modes(classifier_path):
 
 
 def test_cached_classifier_is_reused(classifier_path, monkeypatch):
-    monkeypatch.setattr(mc, "train_digits_classifier", lambda: pytest.fail("retrained a cached classifier"))
-    first, _ = mc.digits_classifier(classifier_path)
-    second, _ = mc.digits_classifier(classifier_path)
+    monkeypatch.setattr(classifiers, "train_digits_classifier", lambda: pytest.fail("retrained a cached classifier"))
+    first, _ = classifiers.digits_classifier(classifier_path)
+    second, _ = classifiers.digits_classifier(classifier_path)
     for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
 def test_default_cache_location(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert mc.default_classifier_path() == str(tmp_path / "ddgan" / "digits_classifier_v1.pt")
-    assert mc.default_classifier_path("stackmnist") == str(tmp_path / "ddgan" / "mnist_classifier_v1.pt")
+    assert classifiers.default_classifier_path() == str(tmp_path / "ddgan" / "digits_classifier_v1.pt")
+    assert classifiers.default_classifier_path("stackmnist") == str(tmp_path / "ddgan" / "mnist_classifier_v1.pt")
 
 
 @pytest.fixture(scope="module")
@@ -104,19 +104,19 @@ def mnist_root(tmp_path_factory):
 
 
 def test_stackmnist_with_trained_and_exported_classifiers(mnist_root, tmp_path):
-    model, accuracy = mc.train_mnist_classifier(str(mnist_root), epochs=8)
+    model, accuracy = classifiers.train_mnist_classifier(str(mnist_root), epochs=8)
     assert accuracy > 0.8
     ours = str(tmp_path / "mnist.pt")
-    mc.save_classifier(ours, model, 28, accuracy)
+    classifiers.save_classifier(ours, model, 28, accuracy)
     scripted = str(tmp_path / "mnist_script.pt")
     with pytest.warns(FutureWarning):
         torch.jit.save(torch.jit.script(model), scripted)
     dataset = StackedMNIST(str(mnist_root), 32, train=False)
     images = torch.stack([dataset[i][0] for i in range(60)])
     labels = torch.tensor([dataset[i][1] for i in range(60)])
-    ids = mc.classify_stacked(images, mc.reader_for("stackmnist", ours)[0])
+    ids = classifiers.classify_stacked(images, classifiers.reader_for("stackmnist", ours)[0])
     assert (ids == labels).float().mean() > 0.5
-    assert torch.equal(mc.classify_stacked(images, mc.reader_for("stackmnist", scripted)[0]), ids)
+    assert torch.equal(classifiers.classify_stacked(images, classifiers.reader_for("stackmnist", scripted)[0]), ids)
     assert mc.evaluate_mode_coverage(images, "stackmnist", scripted)["classifier_accuracy"] is None
 
 
@@ -130,34 +130,34 @@ def test_reader_errors(tmp_path, classifier_path, monkeypatch):
     with pytest.raises(MetricError, match="defined for stacked_digits and stackmnist, not cifar10"):
         mc.evaluate_mode_coverage(torch.zeros(2, 3, 32, 32), "cifar10")
     with pytest.raises(MetricError, match="not found"):
-        mc.reader_for("stackmnist", str(tmp_path / "none.pt"))
+        classifiers.reader_for("stackmnist", str(tmp_path / "none.pt"))
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(MetricError, match="cannot load the classifier .*junk.pt"):
-        mc.reader_for("stackmnist", str(tmp_path / "junk.pt"))
+        classifiers.reader_for("stackmnist", str(tmp_path / "junk.pt"))
     with pytest.raises(MetricError, match="is a 8 px digit classifier, this data set needs 28 px"):
-        mc.reader_for("stackmnist", classifier_path)
+        classifiers.reader_for("stackmnist", classifier_path)
     with pytest.raises(MetricError, match=r"expected images of shape \(N, 3, H, W\)"):
-        mc.as_images(np.zeros((4, 32, 32)))
+        classifiers.as_images(np.zeros((4, 32, 32)))
 
 
 def test_non_finite_samples_are_refused():
     images = np.zeros((2, 3, 8, 8), np.float32)
     images[1, 0, 0, 0] = np.nan
     with pytest.raises(MetricError, match="NaN or inf"):
-        mc.classify_stacked(images, reader=lambda x: pytest.fail("classified NaN images"))
+        classifiers.classify_stacked(images, reader=lambda x: pytest.fail("classified NaN images"))
 
 
 def test_classifier_cache_that_cannot_be_written(tmp_path, monkeypatch):
     """Checked before the seconds of training, not after."""
-    monkeypatch.setattr(mc, "train_digits_classifier", lambda: pytest.fail("trained for nothing"))
+    monkeypatch.setattr(classifiers, "train_digits_classifier", lambda: pytest.fail("trained for nothing"))
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="lies below the file"):
-        mc.digits_classifier(str(tmp_path / "file" / "digits.pt"))
+        classifiers.digits_classifier(str(tmp_path / "file" / "digits.pt"))
     (tmp_path / "folder.pt").mkdir()
     with pytest.raises(ValueError, match="folder.pt is a folder: give a file name"):
-        mc.digits_classifier(str(tmp_path / "folder.pt"))
+        classifiers.digits_classifier(str(tmp_path / "folder.pt"))
     with pytest.raises(MetricError, match="folder.pt is a folder: check --mode_classifier"):
-        mc.load_classifier(str(tmp_path / "folder.pt"), 28)
+        classifiers.load_classifier(str(tmp_path / "folder.pt"), 28)
 
 
 def test_cli_reports_coverage_of_saved_samples(tmp_path, classifier_path):
@@ -192,7 +192,7 @@ def test_a_damaged_cache_file_is_named_with_its_fix(tmp_path, monkeypatch, capfd
     (tmp_path / "ddgan").mkdir()
     (tmp_path / "ddgan" / name).write_bytes(b"garbage")
     with pytest.raises(MetricError, match=f"{tmp_path}/ddgan/{name} .*: the cache file is damaged: delete it; .*{fix}"):
-        mc.load_classifier(str(tmp_path / "ddgan" / name), side)
+        classifiers.load_classifier(str(tmp_path / "ddgan" / name), side)
     assert capfd.readouterr().err == ""
 
 
@@ -200,17 +200,17 @@ def test_train_mnist_fills_the_cache_that_stackmnist_reads(mnist_root, tmp_path,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     mc.main(["--train_mnist", str(mnist_root)])
     cached = tmp_path / "ddgan" / "mnist_classifier_v1.pt"
-    accuracy = mc.load_classifier(str(cached), 28)[1]
+    accuracy = classifiers.load_classifier(str(cached), 28)[1]
     assert f"accuracy {accuracy:.4f} on the t10k digits" in capsys.readouterr().out
-    reader, reported = mc.reader_for("stackmnist")  # no --mode_classifier: the cache
-    assert reported == accuracy and isinstance(reader, mc.StackedReader)
+    reader, reported = classifiers.reader_for("stackmnist")  # no --mode_classifier: the cache
+    assert reported == accuracy and isinstance(reader, classifiers.StackedReader)
 
 
 def test_shifts_move_whole_digits():
     images, _ = mnist_like_digits(64)  # ink within rows and columns 4..23: a 2 px shift keeps all of it
     x = torch.from_numpy(images.astype(np.float32) / 255)[:, None]
     generator = torch.Generator().manual_seed(0)
-    shifted = mc._shift(x, generator)
+    shifted = classifiers._shift(x, generator)
     assert shifted.shape == x.shape
     assert torch.allclose(shifted.sum((1, 2, 3)), x.sum((1, 2, 3)))
     moved = [not torch.equal(a, b) for a, b in zip(shifted, x, strict=True)]
@@ -222,8 +222,8 @@ def test_shifts_move_whole_digits():
 def test_mnist_augmentation_round_trips_two_thirds_in_order():
     images, _ = mnist_like_digits(30)
     x = torch.from_numpy(images.astype(np.float32) / 255)[:, None]
-    augmented = mc._mnist_augment(x, torch.Generator().manual_seed(0))
-    shifted = mc._shift(x, torch.Generator().manual_seed(0))  # the same draws: what the round trips start from
+    augmented = classifiers._mnist_augment(x, torch.Generator().manual_seed(0))
+    shifted = classifiers._shift(x, torch.Generator().manual_seed(0))  # the same draws: what the round trips start from
     assert augmented.shape == x.shape and augmented.min() >= 0 and augmented.max() <= 1 + 1e-6
     assert torch.equal(augmented[:10], shifted[:10])
     for part in (slice(10, 20), slice(20, 30)):  # 16 px, then 32 px and back: blurred, not moved

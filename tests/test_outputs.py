@@ -5,7 +5,7 @@ import os
 import pytest
 
 from tests._data_formats import unwritable_folder
-from utils import outputs
+from utils import files, outputs
 from utils.outputs import OutputError
 
 
@@ -67,8 +67,8 @@ def test_new_file_checks(tmp_path):
     for name, message in (("taken.npz", "already exists"), ("folder.npz", "is a folder"),
                           ("taken.npz/x.npz", "lies below the file")):
         with pytest.raises(OutputError, match=message):
-            outputs.check_output_file(tmp_path / name, "the statistics file")
-    outputs.check_output_file(tmp_path / "new" / "stats.npz", "the statistics file")
+            files.check_output_file(tmp_path / name, "the statistics file")
+    files.check_output_file(tmp_path / "new" / "stats.npz", "the statistics file")
 
 
 def test_whole_folders_are_accepted(tmp_path):

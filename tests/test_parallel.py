@@ -8,7 +8,7 @@ renames it into place, so a reader finds no file or a whole one.
 
 import threading
 
-from metrics import mode_coverage as mc
+from metrics import classifiers
 
 WRITERS = 3
 
@@ -21,21 +21,21 @@ def test_concurrent_first_use_of_the_classifier_cache(tmp_path, monkeypatch):
 
     def train():  # every writer has found no file before any saves
         all_training.wait(timeout=60)
-        return mc.digit_cnn(mc.DIGITS_SIDE), 0.5
+        return classifiers.digit_cnn(classifiers.DIGITS_SIDE), 0.5
 
-    monkeypatch.setattr(mc, "train_digits_classifier", train)
+    monkeypatch.setattr(classifiers, "train_digits_classifier", train)
     done, read, errors = threading.Event(), [], []
 
     def poll():
         while not done.is_set():
             if path.is_file():
                 try:
-                    read.append(mc.load_classifier(str(path), mc.DIGITS_SIDE)[1])
+                    read.append(classifiers.load_classifier(str(path), classifiers.DIGITS_SIDE)[1])
                 except Exception as error:  # a partial file: what this test is about
                     errors.append(error)
 
     got = []
-    writers = [threading.Thread(target=lambda: got.append(mc.digits_classifier(str(path), verbose=False)[1]))
+    writers = [threading.Thread(target=lambda: got.append(classifiers.digits_classifier(str(path), verbose=False)[1]))
                for _ in range(WRITERS)]
     reader = threading.Thread(target=poll)
     reader.start()
@@ -47,5 +47,5 @@ def test_concurrent_first_use_of_the_classifier_cache(tmp_path, monkeypatch):
     reader.join()
     assert not errors, errors
     assert got == [0.5] * WRITERS  # a writer that failed added nothing
-    assert mc.load_classifier(str(path), mc.DIGITS_SIDE)[1] == 0.5
+    assert classifiers.load_classifier(str(path), classifiers.DIGITS_SIDE)[1] == 0.5
     assert [file.name for file in path.parent.iterdir()] == [path.name]

@@ -61,8 +61,8 @@ def test_default_path_is_a_no_op():
 def test_fp16_r1_step_is_finite_and_equals_fp32():
     """Under --amp fp16 the R1 step's real pass runs D in fp32: R1's gradient (one per logit, times the
     GradScaler's 2**16) would overflow fp16.  Its penalty is then the fp32 path's, exactly."""
+    from training.loss import DDGANLoss
     from utils import diffusion
-    from utils.loss import DDGANLoss
 
     generator, disc = networks()
     args = namespace(tiny_config())
@@ -79,8 +79,8 @@ def test_fp16_r1_step_is_finite_and_equals_fp32():
 
 def test_compiled_discriminator_keeps_r1_exact():
     """With --compile the R1 step runs the eager D (double backward); gradients equal the eager run's."""
+    from training.loss import DDGANLoss
     from utils import diffusion
-    from utils.loss import DDGANLoss
 
     generator, disc = networks()
     args = namespace(tiny_config())
@@ -119,7 +119,7 @@ def test_bench_quick_mode_records_rows(tmp_path):
 
 
 def test_r1_with_channels_last_inputs_equals_default():
-    from utils.loss import r1_penalty
+    from training.loss import r1_penalty
 
     _, disc = networks()
     x, t, _ = inputs()

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from metrics.precision_recall import compute_precision_recall, knn_radii
-from pytorch_fid.data import open_images
+from metrics.images import open_images
+from metrics.inception import InceptionV3
+from metrics.scores import compute_precision_recall, knn_radii
 from pytorch_fid.fid_score import get_activations
-from pytorch_fid.inception import InceptionV3
 from tests._data_formats import random_images, write_pngs
 from tests.conftest import cli_env, one_error_line, run_commands
 

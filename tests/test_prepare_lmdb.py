@@ -3,6 +3,7 @@ export, --check, and where output may go.  One-line CLI errors: tests/test_bad_i
 
 import errno
 import os
+import signal
 
 import lmdb
 import numpy as np
@@ -14,7 +15,7 @@ from datasets_prep import prepare_lmdb as tool
 from datasets_prep.common import fit_square
 from datasets_prep.lmdb_io import ImageLmdb, find_image_lmdb, image_key
 from tests._data_formats import decode, random_images, write_image_folder, write_lsun_lmdb
-from tests.conftest import run_command
+from tests.conftest import run_command, visible_lines
 
 PREPARE = "-m datasets_prep.prepare_lmdb"
 REAL_ENCODE = tool.encode_image_file
@@ -110,11 +111,24 @@ def test_interrupted_run_is_refused_then_resumed(tmp_path, monkeypatch):
     assert len(ImageLmdb(str(output), 8, flip=False)) == 11
 
 
-def test_ctrl_c_in_the_cli_says_how_to_resume(tmp_path, monkeypatch):
+def test_ctrl_c_in_the_cli_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    """A real SIGINT to this process while the second image is encoded: exit 130, one line, the
+    committed images kept for the next run."""
+    calls = []
+
+    def encode(path, resolution):
+        calls.append(path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return REAL_ENCODE(path, resolution)
+
     write_image_folder(tmp_path / "in", random_images(3, 8, 8), nested=False)
-    interrupt_after(monkeypatch, 1)
-    with pytest.raises(SystemExit, match="interrupted: .*run the same command again to resume"):
+    monkeypatch.setattr(tool, "encode_image_file", encode)
+    with pytest.raises(SystemExit) as stop:
         tool.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "db"), "--workers", "1"])
+    assert stop.value.code == 128 + signal.SIGINT
+    assert visible_lines(capsys.readouterr().err) == [
+        "stopped by SIGINT: committed work is kept; run the same command again to resume"]
 
 
 def test_resume_with_other_input_is_refused(tmp_path, monkeypatch):

@@ -16,10 +16,11 @@ import pytest
 import torch
 
 import train_ddgan
+from score_sde import checkpoint
 from tests.conftest import REPO, TINY_TRAIN
-from utils import checkpoint, plot_metrics
+from training.evaluation import BEST, METRICS_JSONL, TrainingMetrics, read_records
+from utils import plot_metrics
 from utils.locks import FolderLock
-from utils.train_metrics import BEST, METRICS_JSONL, TrainingMetrics, read_records
 
 RUN = ("dd_gan", "stacked_digits", "experiment_cifar_default")
 RECORD = {"epoch": 0, "step": 4, "time": "2026-12-06T10:00:00+0000", "seconds": 0.5, "modes": 3, "kl": 5.9,

@@ -16,7 +16,9 @@ import pytest
 import torch
 
 from tests.conftest import REPO, TINY_TRAIN, assert_same, finish, run_command, start_command, visible_lines
-from utils import checkpoint, distributed, outputs, training
+from training import content, run_folder
+from training.data import SeededItems
+from utils import distributed, outputs
 
 RUN = ("dd_gan", "stacked_digits", "experiment_cifar_default")
 SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
@@ -30,7 +32,7 @@ MOMENTS = {  # where each moment's stop leaves the run
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     """The digits classifier of the modes metric, trained once for this module."""
-    from metrics.mode_coverage import digits_classifier
+    from metrics.classifiers import digits_classifier
 
     path = tmp_path_factory.mktemp("classifier") / "digits.pt"
     digits_classifier(str(path), verbose=False)
@@ -62,7 +64,7 @@ def metric_numbers(save_dir):
 
 def assert_same_run(ours, theirs):
     """The same weights, optimisers, RNG states, files and metrics as the run that was never stopped."""
-    mine, other = (checkpoint.load_content(os.path.join(d, *RUN, training.CONTENT)) for d in (ours, theirs))
+    mine, other = (content.load(os.path.join(d, *RUN, run_folder.CONTENT)) for d in (ours, theirs))
     for key in ("epoch", "iteration", "global_step", "netG_dict", "netD_dict", "optimizerG", "optimizerD",
                 "schedulerG", "schedulerD", "ema", "rng"):
         assert_same(mine[key], other[key], key)
@@ -106,10 +108,10 @@ def test_every_rank_of_a_two_process_run_stops_and_resumes(classifier, tmp_path,
     process = start_command("tests/_signal_hook.py", "iteration", name, "train_ddgan.py", *flags, cwd=tmp_path)
     line = the_stop_line(finish(process), name)
     assert line.startswith(f"stopped by {name} at epoch 1, iteration 2: saved "), line
-    assert checkpoint.load_content(os.path.join(tmp_path, *RUN, training.CONTENT))["world_size"] == 2
+    assert content.load(os.path.join(tmp_path, *RUN, run_folder.CONTENT))["world_size"] == 2
     resumed = run_command("train_ddgan.py", *flags, "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    interrupted_once = checkpoint.load_content(os.path.join(tmp_path, *RUN, training.CONTENT))
+    interrupted_once = content.load(os.path.join(tmp_path, *RUN, run_folder.CONTENT))
     assert (interrupted_once["epoch"], interrupted_once["global_step"]) == (3, 12)
 
 
@@ -127,7 +129,7 @@ def test_torchrun_ranks_stop_and_resume(tmp_path, classifier):
     resumed = run_command("-m torch.distributed.run", "--nproc_per_node", 2, "--master_port", port,
                           REPO / "train_ddgan.py", *flags, "--resume", cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    saved = checkpoint.load_content(os.path.join(tmp_path, *RUN, training.CONTENT))
+    saved = content.load(os.path.join(tmp_path, *RUN, run_folder.CONTENT))
     assert (saved["epoch"], saved["global_step"], saved["world_size"]) == (3, 12, 2)
 
 
@@ -161,7 +163,7 @@ def test_data_items_do_not_depend_on_the_worker_that_reads_them(workers):
         def __getitem__(self, index):
             return flips[index][0] * (1 if torch.rand(()) < 0.5 else -1)
 
-    items = training.SeededItems(Flipping(), seed=7)
+    items = SeededItems(Flipping(), seed=7)
     loader = lambda n: torch.utils.data.DataLoader(items, batch_size=4, num_workers=n)
     items.epoch = 3
     assert torch.equal(torch.cat(list(loader(workers))), torch.cat(list(loader(0))))

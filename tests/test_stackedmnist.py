@@ -16,6 +16,7 @@ import torch
 
 from benchmarks import stackedmnist as bench
 from datasets_prep.stackmnist import StackedMNIST, mnist_present, read_mnist
+from metrics import classifiers, scores
 from metrics import mode_coverage as mc
 from tests._eval_helpers import constant_digit_classifier
 from tests.conftest import SHARED, TINY_MODEL, cli_env, config_flags, run_command
@@ -41,7 +42,7 @@ def mnist_root():
 @pytest.fixture(scope="module")
 def mnist_classifier(mnist_root):
     """The path of the protocol's classifier: the cache, trained into it once if missing."""
-    path = mc.default_classifier_path("stackmnist")
+    path = classifiers.default_classifier_path("stackmnist")
     if not os.path.exists(path):
         mc.main(["--train_mnist", mnist_root])
     return path
@@ -58,8 +59,8 @@ def test_mnist_reader_on_the_real_files(mnist_root):
 
 
 def test_classifier_accuracy_floor(mnist_root, mnist_classifier):
-    model, recorded = mc.load_classifier(mnist_classifier, 28)
-    accuracy = mc.accuracy(model, *mc.mnist_tensors(mnist_root, train=False))
+    model, recorded = classifiers.load_classifier(mnist_classifier, 28)
+    accuracy = classifiers.accuracy(model, *classifiers.mnist_tensors(mnist_root, train=False))
     assert accuracy >= MIN_MNIST_ACCURACY
     assert recorded == pytest.approx(accuracy)
 
@@ -69,11 +70,11 @@ def test_real_stacks_score_every_mode(mnist_root, mnist_classifier):
     stacks' own labels give (MNIST's classes are not quite even) plus a little misreading."""
     dataset = StackedMNIST(mnist_root, 32, train=True)
     images = to_uint8(torch.stack([dataset[i][0] for i in range(REAL_STACKS)])).numpy()
-    labels = dataset.labels[dataset.triplets[:REAL_STACKS]] @ np.array(mc.MODE_WEIGHTS)
+    labels = dataset.labels[dataset.triplets[:REAL_STACKS]] @ np.array(classifiers.MODE_WEIGHTS)
     result = mc.evaluate_mode_coverage(images, "stackmnist", mnist_classifier)
     assert result["modes"] == 1000 and result["num_samples"] == REAL_STACKS
     assert result["kl"] < MAX_REAL_KL
-    assert result["kl"] - mc.mode_coverage(labels)[1] < MAX_READING_KL
+    assert result["kl"] - scores.mode_coverage(labels)[1] < MAX_READING_KL
 
 
 # ----------------------------------------------------------------------------- the benchmark driver

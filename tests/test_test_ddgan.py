@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from tests._data_formats import random_images, read_pngs, write_pngs
-from tests._eval_helpers import FakeInception, constant_digit_classifier, save_own, save_plain
+from tests._eval_helpers import FakeInception, build_fake_inception, constant_digit_classifier, save_own, save_plain
 from tests.conftest import cli_env, config_flags, run_command, tiny_config, tiny_generator
 from utils import sampling
 
@@ -180,26 +180,23 @@ def test_missing_inception_weights(tmp_path, own_ckpt, via, message):
 @pytest.fixture
 def fake_inception(monkeypatch):
     """The metrics package builds FakeInception instead of the FID network (a fresh process-wide cache)."""
-    from metrics import evaluator
-
-    monkeypatch.setattr(evaluator, "InceptionV3", FakeInception)
-    monkeypatch.setattr(evaluator, "_NETWORKS", {})
+    build_fake_inception(monkeypatch, FakeInception)
     return FakeInception(image_size=16)
 
 
 def test_fid_is_and_precision_recall(tmp_path, own_ckpt, monkeypatch, capsys, fake_inception):
     """The statistics and features of the written samples and the real folder reach the metrics.
 
-    The Fréchet distance itself (a 2048 x 2048 sqrtm, ~20 s here) is pytorch_fid's and tested there:
-    it is replaced by a recorder.
+    The Fréchet distance itself (a 2048 x 2048 sqrtm, ~20 s here) is metrics.scores' and tested in
+    test_fid.py: the FID metric's call is replaced by a recorder.
     """
     import test_ddgan
-    from metrics.inception_score import inception_score_from_logits
-    from metrics.precision_recall import compute_precision_recall
+    from metrics import registry
+    from metrics.scores import compute_precision_recall, inception_score_from_logits
     from pytorch_fid import fid_score
 
     seen = []
-    monkeypatch.setattr(fid_score, "calculate_frechet_distance", lambda *stats: seen.append(stats) or 12.5)
+    monkeypatch.setattr(registry, "calculate_frechet_distance", lambda *stats: seen.append(stats) or 12.5)
     real, out = write_pngs(tmp_path / "real", random_images(6, 16)), tmp_path / "samples"
     test_ddgan.main(["--checkpoint", str(own_ckpt), "--compute_fid", "--compute_pr", "--metrics", "is",
                      "--real_img_dir", str(real), "--num_samples", "10", "--sample_dir", str(out),
@@ -221,8 +218,8 @@ def test_fid_is_and_precision_recall(tmp_path, own_ckpt, monkeypatch, capsys, fa
 
 def evaluator_outputs(network, path):
     from metrics.evaluator import inception_outputs
+    from metrics.images import open_images
     from metrics.registry import Options
-    from pytorch_fid.data import open_images
 
     return inception_outputs(open_images(path), network, Options(batch_size=4))
 

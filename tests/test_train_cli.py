@@ -7,10 +7,12 @@ import shlex
 import pytest
 import torch
 
+import datasets_prep
 import train_ddgan
 from tests import _data_formats as formats
 from tests.conftest import run_command
-from utils import training
+from training import preflight
+from training.trainer import Trainer
 from utils.distributed import Context
 
 REFERENCE_TRAINING_DEFAULTS = {
@@ -69,8 +71,8 @@ def test_readme_commands_parse_build_and_load_a_batch(dataset, tmp_path, monkeyp
     argv = shlex.split(README[dataset]) + _write_readme_data(dataset, tmp_path) + ["--num_workers", "0"]
     args = train_ddgan.parse_args(argv)
     assert args.use_ema and args.save_content and args.lazy_reg in (10, 15) and args.dataset == dataset
-    training.prepare_run(args).release()
-    trainer = training.Trainer(Context(), args, training.datasets_prep.get_dataset(args))
+    preflight.prepare_run(args).release()
+    trainer = Trainer(Context(), args, datasets_prep.get_dataset(args))
     real, _ = next(iter(trainer.loader))
     assert real.shape == (args.batch_size, 3, args.image_size, args.image_size)
     assert real.min() >= -1 and real.max() <= 1

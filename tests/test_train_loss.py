@@ -7,12 +7,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from score_sde.models import build_discriminator
 from score_sde.models.discriminator import Discriminator_large, Discriminator_small
 from tests.conftest import make_trainer, rel_error, tiny_args
-from utils import training
+from training import trainer as training
+from training.loss import r1_penalty
 from utils.diffusion import q_sample_pairs, sample_posterior
 from utils.distributed import Context
-from utils.loss import r1_penalty
+from utils.flags import model_config
 
 DISCRIMINATORS = {"discriminator_small": Discriminator_small, "discriminator_large": Discriminator_large}
 
@@ -178,4 +180,4 @@ def test_learning_rates_follow_the_reference_cosine_per_epoch(tmp_path):
                                        (128, Discriminator_large), (256, Discriminator_large)])
 def test_discriminator_follows_the_image_size(size, kind):
     args = tiny_args("--image_size", size, "--ch_mult", "1", "1", "--no-use_ema")
-    assert type(training.build_models(args, "cpu")[1]) is kind
+    assert type(build_discriminator(model_config(args))) is kind

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import train_ddgan
+from score_sde import checkpoint
 from tests.conftest import run_command
-from utils import checkpoint, train_metrics
-from utils.train_metrics import BEST, METRICS_JSONL
+from training import evaluation as train_metrics
+from training.evaluation import BEST, METRICS_JSONL
 
 RUN = ("dd_gan", "stacked_digits", "experiment_cifar_default")
 

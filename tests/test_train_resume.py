@@ -16,10 +16,12 @@ import pytest
 import torch
 
 import train_ddgan
+from score_sde import checkpoint
 from tests._data_formats import random_images, write_image_folder, write_pngs
 from tests.conftest import TINY_TRAIN, assert_same, finish, one_error_line, run_command, start_command
-from utils import checkpoint, training
-from utils.loss import DDGANLoss
+from training import content as training_content
+from training import trainer as training
+from training.loss import DDGANLoss
 from utils.rng import rng_state, set_rng_state
 
 RUN = ("dd_gan", "folder", "experiment_cifar_default")
@@ -44,7 +46,7 @@ def run_dir(save_dir):
 
 
 def content(save_dir):
-    return checkpoint.load_content(os.path.join(run_dir(save_dir), training.CONTENT))
+    return training_content.load(os.path.join(run_dir(save_dir), training.CONTENT))
 
 
 @pytest.fixture(scope="module")

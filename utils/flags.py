@@ -1,20 +1,19 @@
-"""Command-line flags shared by train_ddgan.py and test_ddgan.py.
+"""Command-line flags shared by train_ddgan.py and test_ddgan.py, each defined once here.
 
-One definition of every model and diffusion flag, with the reference's names and
-defaults.  Switches that were "on" in the reference (store_false flags there) are
-``--x / --no-x`` here with the same default, so the original command lines still run
-and keep their meaning.  ``model_config(args)`` is the resolved generator/diffusion
-configuration that checkpoints carry, so sampling needs no model flags.
+The experiment's (``--exp --seed --save_dir --device --num_workers``), every model and diffusion
+flag, and the opt-in fast paths, with the reference's names and defaults.  Switches that were
+"on" in the reference (store_false flags there) are ``--x / --no-x`` here with the same default, so
+the original command lines still run and keep their meaning.  ``model_config(args)`` is the
+resolved generator/diffusion configuration that checkpoints carry, so sampling needs no model
+flags.  The other shared flags belong to their package: ``--dataset --datadir`` to datasets_prep,
+``--metrics --real_img_dir --inception_weights --mode_classifier`` to metrics.
 """
 
 import argparse
 
 import torch
 
-from datasets_prep.registry import DATA_SETS
-from utils.argtypes import folder_name, nonneg_int, open_unit_float, positive_float, positive_int, seed
-
-DATASETS = tuple(DATA_SETS)  # the --dataset values: one row each in datasets_prep/registry.py
+from utils.argtypes import device, folder_name, nonneg_int, open_unit_float, positive_float, positive_int, seed
 
 # The fields NCSNpp and the diffusion read; stored in every checkpoint.
 MODEL_KEYS = (
@@ -26,8 +25,7 @@ MODEL_KEYS = (
     "beta_max", "use_geometric",
 )
 
-# ch_mult used when --ch_mult is not given: the data set's row, else per image size.
-CH_MULT_BY_DATASET = {name: row.ch_mult for name, row in DATA_SETS.items() if row.ch_mult}
+# ch_mult used when --ch_mult is not given and the data set has none (datasets_prep's table): per image size.
 CH_MULT_BY_SIZE = {
     16: (1, 2, 2),
     32: (1, 2, 2, 2),
@@ -43,15 +41,28 @@ def _switch(group, name, default, help):
     group.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=default, help=help)
 
 
-def add_common_flags(parser):
-    """Experiment, data set and seed: both scripts."""
+def add_common_flags(parser, seed_default):
+    """Experiment, seed (``seed_default``: the reference's, which differs between its scripts), run
+    root, device and loader processes: both scripts."""
     group = parser.add_argument_group("experiment")
     group.add_argument("--exp", type=folder_name, default="experiment_cifar_default",
                        help="run name (the run folder's name)")
-    group.add_argument("--dataset", default="cifar10", choices=DATASETS, help="data set")
-    group.add_argument("--datadir", default=None, help="root folder (or LMDB) of the data set")
-    group.add_argument("--seed", type=seed, default=None, help="random seed (0 .. 2**63 - 1)")
+    group.add_argument("--seed", type=seed, default=seed_default, help=f"random seed (0 .. 2**63 - 1; default "
+                       f"{seed_default}, the reference's)")
+    group.add_argument("--save_dir", default="./saved_info", help="root of the run folders: "
+                       "{save_dir}/dd_gan/{dataset}/{exp}/")
+    group.add_argument("--device", type=device, default="auto",
+                       help="auto (CUDA when available), cpu, cuda or cuda:N; training: with cuda each process uses "
+                            "the GPU of its local rank (NCCL), cuda:N one process on GPU N; CPU processes meet "
+                            "through gloo")
+    group.add_argument("--num_workers", type=nonneg_int, default=4,
+                       help="data-loader processes (per training process; for metrics, image loading)")
     return group
+
+
+def add_batch_size(group, default, help):
+    """--batch_size: images per process and step of the script (the reference's default differs)."""
+    group.add_argument("--batch_size", type=positive_int, default=default, help=help)
 
 
 def add_model_flags(parser):
@@ -91,10 +102,11 @@ def add_model_flags(parser):
     return g
 
 
-def resolve_ch_mult(args):
-    """Fill ``args.ch_mult`` when not given; raise ValueError with the fix if impossible."""
+def resolve_ch_mult(args, dataset_default=None):
+    """Fill ``args.ch_mult`` when not given (the data set's ``dataset_default``, else by image size);
+    raise ValueError with the fix if impossible."""
     if args.ch_mult is None:
-        default = CH_MULT_BY_DATASET.get(args.dataset) or CH_MULT_BY_SIZE.get(args.image_size)
+        default = dataset_default or CH_MULT_BY_SIZE.get(args.image_size)
         if default is None:
             raise ValueError(f"no default --ch_mult for --image_size {args.image_size}: pass --ch_mult")
         args.ch_mult = list(default)
@@ -106,9 +118,10 @@ def resolve_ch_mult(args):
     return args
 
 
-def resolve_model_flags(args):
-    """Fill --ch_mult and check the generator and schedule flags across each other; ValueError names the fix."""
-    resolve_ch_mult(args)
+def resolve_model_flags(args, dataset_ch_mult=None):
+    """Fill --ch_mult (``dataset_ch_mult``: the data set's default) and check the generator and schedule
+    flags across each other; ValueError names the fix."""
+    resolve_ch_mult(args, dataset_ch_mult)
     for ch in {args.num_channels_dae * m for m in args.ch_mult}:
         if ch < 4 or ch % min(ch // 4, 32):
             raise ValueError(

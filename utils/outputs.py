@@ -19,10 +19,9 @@ when it ends; ``sample_folder_lock``), so that a second run into the same folder
 import json
 import os
 import re
-import tempfile
 import time
 
-from utils.checkpoint import atomic_write
+from utils.files import OutputError, atomic_write, check_writable_folder
 from utils.locks import FolderLock
 
 MANIFEST_NAME = "manifest.json"
@@ -30,11 +29,6 @@ NPZ_NAME = "samples.npz"
 PARTIAL_SUFFIX = ".partial"
 LOCK_NAME = ".lock"  # held by the run writing the folder (utils.locks); not a sample file
 _SAMPLE_PNG = re.compile(r"^(0|[1-9][0-9]*)\.png$")
-
-
-class OutputError(ValueError):
-    """An output path that cannot be written as asked, or a sample folder that is not whole;
-    the message is one line naming the path and the fix."""
 
 
 def png_name(index):
@@ -47,49 +41,6 @@ def is_written_name(name):
 
 
 # ----------------------------------------------------------------------------- checks before writing
-
-def check_writable_folder(folder, what):
-    """OutputError unless ``folder`` is, or can be made as, a writable folder (``what`` names the flag)."""
-    path = os.path.abspath(folder)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise OutputError(f"{what} {folder} is a file, not a folder: give a folder path")
-    existing = _existing_ancestor(path)
-    if not os.path.isdir(existing):
-        raise OutputError(f"{what} {folder} lies below the file {existing}: give a folder path")
-    if not can_create_in(existing):
-        raise OutputError(f"{what} {folder}: {existing} is not writable (permission denied): "
-                          "choose a folder you can write to")
-
-
-def can_create_in(folder):
-    """Whether a file can be created in ``folder`` (tried: permissions alone do not stop root, and
-    say nothing of read-only file systems)."""
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
-
-
-def _existing_ancestor(path):
-    """``path`` or the nearest of its parents that exists."""
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return path
-
-
-def check_output_file(path, what, overwrite=False):
-    """OutputError unless ``path`` can be written as a file in a writable folder (and, unless
-    ``overwrite``, is new)."""
-    if os.path.isdir(path):
-        raise OutputError(f"{what} {path} is a folder: give a file name")
-    if not overwrite and os.path.lexists(path):
-        raise OutputError(f"{what} {path} already exists: delete it or choose another name")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(_existing_ancestor(folder)):
-        raise OutputError(f"{what} {path} lies below the file {_existing_ancestor(folder)}: give a path in a folder")
-    check_writable_folder(folder, f"the folder of {what}")
-
 
 def check_not_input(output, inputs, what):
     """OutputError if the file ``output`` is one of ``inputs`` ({flag: path} read by the same run)."""

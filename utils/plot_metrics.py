@@ -1,9 +1,12 @@
 """Draw the metric curves of a training run: ``python -m utils.plot_metrics RUN_DIR [--output PNG]``.
 
+A command line (it sits above the packages it reads: training's records, the metrics registry's
+sense of better).
+
 Reads ``RUN_DIR/metrics.jsonl`` (written by train_ddgan.py --metrics; RUN_DIR may also be that
 file) and draws every number against the epoch, one panel per metric, into ``RUN_DIR/metrics.png``
 (or --output).  The best value of each curve is marked.  The records are read as a resumed run
-reads them (``utils.train_metrics.read_records``: a line cut short by a crash is skipped with a
+reads them (``training.evaluation.read_records``: a line cut short by a crash is skipped with a
 warning).  Needs matplotlib (``pip install matplotlib``).
 """
 
@@ -11,12 +14,13 @@ import math
 import os
 import sys
 
+from metrics.registry import higher_is_better
+from training.evaluation import METRICS_JSONL, read_records
+from utils import files, outputs
 from utils.argtypes import ArgumentParser
-from utils.train_metrics import METRICS_JSONL, read_records
 
 # Record fields that are not metric values.
 NOT_METRICS = ("epoch", "step", "time", "seconds", "checkpoint")
-LOWER_IS_BETTER = ("fid", "kl")
 DEFAULT_OUTPUT = "metrics.png"
 
 
@@ -34,11 +38,13 @@ def curves(records):
 
 
 def best_index(name, values):
-    """The index of the best of ``values`` of metric ``name`` (None if none is finite: NaN never wins)."""
+    """The index of the best of ``values`` of the result ``name`` (None if none is finite, NaN never wins,
+    or if the registry ranks nothing by it)."""
     finite = [index for index, value in enumerate(values) if math.isfinite(value)]
-    if not finite:
+    higher = higher_is_better(name)
+    if not finite or higher is None:
         return None
-    return (min if name in LOWER_IS_BETTER else max)(finite, key=values.__getitem__)
+    return (max if higher else min)(finite, key=values.__getitem__)
 
 
 def plot(records, output, title):
@@ -88,7 +94,6 @@ def output_path(output, records_file):
     cannot write, or a path that is the records file or cannot be written."""
     from matplotlib.figure import Figure
 
-    from utils import outputs
 
     if not output or output.endswith(os.sep) or os.path.isdir(output):
         folder = output or os.path.dirname(records_file)
@@ -99,7 +104,7 @@ def output_path(output, records_file):
     if kind not in Figure().canvas.get_supported_filetypes():
         raise ValueError(f"--output {output}: matplotlib cannot write .{kind} files; give a .png (or .pdf, .svg) name")
     outputs.check_not_input(output, {METRICS_JSONL: records_file}, "--output")
-    outputs.check_output_file(output, "--output", overwrite=True)
+    files.check_output_file(output, "--output", overwrite=True)
     return output
 
 
@@ -113,14 +118,12 @@ def main(argv=None):
         import matplotlib  # noqa: F401
     except ImportError:
         sys.exit(f"{parser.prog}: error: drawing needs matplotlib: pip install matplotlib")
-    try:
+    with files.user_errors(parser.prog, whole=True):
         path = records_path(args.run_dir)
         records = read_records(path)
         if not curves(records):
             raise ValueError(f"no metric values in {path}: train with --metrics (see train_ddgan.py --help)")
         output = output_path(args.output, path)
-    except (OSError, ValueError) as err:
-        sys.exit(f"{parser.prog}: error: {err}")
     try:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         plot(records, output, os.path.basename(os.path.dirname(os.path.abspath(path))))

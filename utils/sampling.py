@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from utils import outputs, performance
 from utils.diffusion import Posterior_Coefficients, get_time_schedule, sample_from_model
+from utils.files import atomic_write
 from utils.flags import namespace
 from utils.outputs import NPZ_NAME, PARTIAL_SUFFIX
 
@@ -96,8 +97,6 @@ def sample_array(sampler, num_samples, batch_size, seed):
 def write_grid(images, path):
     """(B, C, H, W) images in [-1, 1] (clamped) as a PNG grid, 8 per row, written atomically."""
     from torchvision.utils import save_image  # imported here: torchvision adds 1.5 s to every CLI start
-
-    from utils.checkpoint import atomic_write
 
     atomic_write(path, lambda f: save_image(to_unit(images), f, format="png"))
 

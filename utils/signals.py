@@ -100,6 +100,20 @@ class DataLoader(torch.utils.data.DataLoader):
             return super().__iter__()
 
 
+def _start_pool_worker(user_init, *args):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if user_init is not None:
+        user_init(*args)
+
+
+def process_pool(processes, initializer=None, initargs=()):
+    """A multiprocessing.Pool whose workers leave Ctrl-C to the main process, which stops them: no
+    KeyboardInterrupt traceback from each worker.  (A SIGTERM to the group ends them silently.)"""
+    import multiprocessing
+
+    return multiprocessing.Pool(processes, _start_pool_worker, (initializer, *initargs))
+
+
 class Abandoned(Exception):
     """Raised by a stop signal inside ``StopRequest.abandoning()``: the work of that block is dropped."""
 

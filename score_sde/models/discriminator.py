@@ -53,10 +53,13 @@ class DownConvBlock(nn.Module):
         return (self.conv2(out) + self.skip(x)) / np.sqrt(2)
 
 
+STDDEV_GROUP = 4  # samples per minibatch-stddev group: a batch must be below it or a multiple of it
+
+
 class _Discriminator(nn.Module):
     """Shared trunk: time embedding, 1x1 start conv, down blocks, minibatch stddev, head."""
 
-    stddev_group = 4
+    stddev_group = STDDEV_GROUP
     stddev_feat = 1
 
     def __init__(self, nc, ngf, t_emb_dim, act, widths, downsample, final_init_scale):
@@ -97,6 +100,8 @@ class _Discriminator(nn.Module):
 class Discriminator_small(_Discriminator):
     """32 px discriminator: widths 2, 2, 4, 8, 8 x ngf; the first block keeps the resolution."""
 
+    halvings = 3  # FIR downsamplings: images of at least 2**3 px
+
     def __init__(self, nc=3, ngf=64, t_emb_dim=128, act=None):
         """``act`` defaults to LeakyReLU(0.2)."""
         super().__init__(nc, ngf, t_emb_dim, act, widths=(2, 2, 4, 8, 8), downsample=(False, True, True, True),
@@ -106,7 +111,33 @@ class Discriminator_small(_Discriminator):
 class Discriminator_large(_Discriminator):
     """256 px discriminator: six downsampling blocks, widths 2, 4, 8, 8, 8, 8, 8 x ngf."""
 
+    halvings = 6
+
     def __init__(self, nc=1, ngf=32, t_emb_dim=128, act=None):
         """``act`` defaults to LeakyReLU(0.2)."""
         super().__init__(nc, ngf, t_emb_dim, act, widths=(2, 4, 8, 8, 8, 8, 8), downsample=(True,) * 6,
                          final_init_scale=1.0)  # the reference's large D: default scale, not zero
+
+
+SMALL_MAX_SIZE = 64  # Discriminator_small up to 64 px, Discriminator_large above
+
+
+def discriminator_class(image_size):
+    """The discriminator of a run at ``image_size`` px (as the reference picks it by data set)."""
+    return Discriminator_small if image_size <= SMALL_MAX_SIZE else Discriminator_large
+
+
+def check_image_size(image_size):
+    """ValueError with the fix when the discriminator of ``image_size`` cannot halve it often enough."""
+    halvings = discriminator_class(image_size).halvings
+    if image_size < 2**halvings:
+        raise ValueError(f"--image_size {image_size} is too small for the discriminator, which halves "
+                         f"the image {halvings} times: use --image_size {2**halvings} or more")
+
+
+def check_batch_size(batch_size):
+    """ValueError with the fix when a batch cannot be split into minibatch-stddev groups."""
+    if batch_size % min(batch_size, STDDEV_GROUP):
+        raise ValueError(f"--batch_size {batch_size} (per process) must be below {STDDEV_GROUP} or a multiple of "
+                         f"{STDDEV_GROUP}, the discriminator's minibatch-stddev group: use e.g. "
+                         f"{batch_size - batch_size % STDDEV_GROUP}")

@@ -1,35 +1,30 @@
 """The run folder ``{save_dir}/dd_gan/{dataset}/{exp}/``: where it is, who holds it, what a
-resumed run takes from it, and the files written there besides content.pth.
+resumed run takes from it, and which files each epoch leaves there.
 
 * One training at a time: ``RunLock`` holds an advisory lock (``.lock``) for the life of
   the run; a second training into the same folder stops with one line naming the holder.
-* ``--resume`` continues the run as it was started: every flag not given on the command
-  line comes from the run's content.pth, except the per-invocation ones (``PER_INVOCATION``);
-  a model flag or one of ``RUN_FLAGS`` given with another value is refused.
+* ``--resume`` continues the run as it was started, flag by flag as training.flags.RESUME says:
+  a fixed flag (or a model flag) given with another value is refused.
 * A fresh run never writes into a folder that holds one, nor under its own data folder.
+* The files of an epoch (``epoch_files_due``): the sample grid, ``netG_{epoch}.pth`` when due, an
+  evaluation (a metrics.jsonl line) when due; ``missing_epoch_files`` says what a stopped run left out.
 """
 
-import contextlib
-import errno
 import glob
 import json
 import os
 
-import torch
-
-from utils import checkpoint, outputs, rng
+from metrics import parse_metric_names
+from training.content import json_args
+from training.evaluation import METRICS_JSONL, read_records
+from training.flags import RESUME
+from utils import files
 from utils.flags import MODEL_KEYS
 from utils.locks import FolderLock
-from utils.sampling import Sampler, write_grid
-from utils.train_flags import RUN_FLAGS
 
 CONTENT = "content.pth"
 LOCK = ".lock"
 ARGS_JSON = "args.json"
-# Flags that belong to one invocation, never taken from the run by --resume.
-PER_INVOCATION = ("exp", "dataset", "save_dir", "resume", "dry_run", "stop_after_epoch", "max_iters_per_epoch",
-                  "local_rank", "node_rank", "master_address", "master_port", "join_timeout", "device",
-                  "num_process_per_node", "num_proc_node", "num_workers", "log_every")
 
 
 def run_dir(args):
@@ -37,17 +32,6 @@ def run_dir(args):
 
 
 # ----------------------------------------------------------------------------- checks
-
-def check_writable(folder, flag="--save_dir"):
-    """The run folder can be created (or is a folder) and written; ValueError naming the fix."""
-    existing = folder
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing) or "."
-    if not os.path.isdir(existing):
-        raise ValueError(f"{existing} is a file, so {folder} cannot be created: choose another {flag}")
-    if not outputs.can_create_in(existing):
-        raise ValueError(f"{existing} is not writable: choose a writable {flag}")
-
 
 def check_not_inside_data(folder, args):
     """Run files (sample grids are PNGs) must not land among the images of a --dataset folder, which
@@ -97,21 +81,30 @@ def _same(given, stored):
     return (list(given) if isinstance(given, (list, tuple)) else given) == stored
 
 
+def stored_flags(content):
+    """The flags a content.pth stores, in today's types (runs before --metrics was a list kept the text)."""
+    stored = {**content["args"], **content["model_config"]}
+    if isinstance(stored.get("metrics"), str):
+        stored["metrics"] = parse_metric_names(stored["metrics"]) if stored["metrics"].strip() else []
+    return stored
+
+
 def resume_flags(args, explicit, content):
     """Take the run's own flags from ``content`` (content.pth) into ``args``, in place.
 
-    Flags given on the command line stay; a model flag or a RUN_FLAGS flag given with a value
-    other than the run's is a ValueError listing each conflict.  Per-invocation flags stay.
+    Flags given on the command line stay; a model flag or a fixed flag (training.flags.RESUME) given
+    with a value other than the run's is a ValueError listing each conflict.  This invocation's own
+    flags stay.
     """
-    stored = {**content["args"], **content["model_config"]}
-    fixed = set(MODEL_KEYS) | set(RUN_FLAGS)
+    stored = stored_flags(content)
+    fixed = set(MODEL_KEYS) | {key for key, role in RESUME.items() if role == "fixed"}
     conflicts = [f"--{key} {stored[key]} (given {getattr(args, key)})" for key in sorted(explicit & fixed)
                  if key in stored and not _same(getattr(args, key), stored[key])]
     if conflicts:
         raise ValueError(f"the run was trained with {'; '.join(conflicts)}: drop these flags to resume it "
                          "(they come from the run), or start a new run with another --exp")
     for key, value in stored.items():
-        if key in vars(args) and key not in explicit and key not in PER_INVOCATION:
+        if key in vars(args) and key not in explicit and RESUME.get(key) != "invocation":
             setattr(args, key, value)
     return args
 
@@ -145,8 +138,7 @@ def remove_stale_temporaries(folder):
 
 def write_args(folder, args):
     """args.json: the resolved flags of this invocation."""
-    text = json.dumps(checkpoint.json_args(args), indent=2) + "\n"
-    checkpoint.atomic_write(os.path.join(folder, ARGS_JSON), lambda f: f.write(text.encode()))
+    files.atomic_write_text(os.path.join(folder, ARGS_JSON), json.dumps(json_args(args), indent=2) + "\n")
 
 
 def grid_name(epoch):
@@ -174,62 +166,8 @@ def epoch_files_due(args, epoch):
 
 def missing_epoch_files(folder, args, epoch):
     """The files due at the end of ``epoch`` that ``folder`` lacks (an evaluation: no metrics.jsonl line)."""
-    from utils.train_metrics import METRICS_JSONL, read_records
-
     present = {"grid": os.path.exists(os.path.join(folder, grid_name(epoch))),
                "generator": os.path.exists(os.path.join(folder, generator_name(epoch))),
                "metrics": any(record.get("epoch") == epoch
                               for record in read_records(os.path.join(folder, METRICS_JSONL), warn=False))}
     return [part for part in epoch_files_due(args, epoch) if not present[part]]
-
-
-class EpochFiles:
-    """Rank 0's files at the end of an epoch: ``xpos_epoch_{e}.png`` (every 10 epochs), the sample grid
-    ``sample_discrete_epoch_{e}.png`` (test_ddgan.py's grid of the weights netG_{e}.pth holds: --seed,
-    --batch_size images), ``netG_{e}.pth`` when due, and the metrics evaluation when due."""
-
-    XPOS_EVERY = 10  # as in the reference
-
-    def __init__(self, folder, args, config, device, metrics=None):
-        self.folder, self.args, self.config, self.device, self.metrics = folder, args, config, device, metrics
-
-    def write(self, epoch, step, generator, x_pos=None, parts=None):
-        """``generator``: the weights to save (EMA with --use_ema); ``parts``: what to write (default:
-        everything due, see ``epoch_files_due``).  Returns the metrics record or None."""
-        parts = epoch_files_due(self.args, epoch) if parts is None else parts
-        if epoch % self.XPOS_EVERY == 0 and x_pos is not None:
-            write_grid(x_pos, os.path.join(self.folder, f"xpos_epoch_{epoch}.png"))
-        name = generator_name(epoch) if generator_due(self.args, epoch) else None
-        was_training = generator.training
-        generator.eval()
-        try:
-            if "grid" in parts:
-                self.grid(generator, epoch)
-            if "generator" in parts:
-                with disk_errors(name):
-                    checkpoint.save_generator(os.path.join(self.folder, name), generator, self.config, epoch=epoch)
-            if "metrics" in parts and self.metrics is not None:
-                return self.metrics.evaluate(generator, self.config, epoch, step, name)
-            return None
-        finally:
-            generator.train(was_training)
-
-    def grid(self, generator, epoch):
-        """The seeded grid, drawn with the training RNG untouched."""
-        sampler = Sampler(generator, self.config, self.device)
-        with rng.untouched(self.device), disk_errors("the sample grid"):
-            torch.manual_seed(self.args.seed)
-            write_grid(sampler(self.args.batch_size), os.path.join(self.folder, grid_name(epoch)))
-
-
-@contextlib.contextmanager
-def disk_errors(what):
-    """Turn a failed write into one line: a full disk says so, and that the last files are intact."""
-    try:
-        yield
-    except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OSError(err.errno, f"disk full while writing {what}; every file written before is intact "
-                                     "(writes are atomic): free space, then --resume") from None
-        raise OSError(err.errno, f"cannot write {what} ({err.strerror}): check the folder, then --resume") from None
-

@@ -12,8 +12,8 @@ sampler of test_ddgan.py (seeded with the run's seed, the training RNG untouched
 * ``netG_best.pth`` keeps the generator with the best value of the first metric so far.
 
 A resumed run drops the lines of epochs it will train again, so no epoch appears twice.  A
-SIGINT/SIGTERM during an evaluation abandons it: the run saves content.pth and stops at once,
-and that epoch has no line.
+stop signal during an evaluation abandons it: the run saves content.pth and stops at once, and
+--resume evaluates that epoch first.
 Everything fallible (names, Inception weights, the real side, the records of a resumed run) is
 prepared before the first iteration.  The records are read back defensively (``read_records``): a
 line that cannot be read stops the run before anything is trained, naming the file and line; a
@@ -30,7 +30,9 @@ import time
 import numpy as np
 import torch
 
-from utils import checkpoint, rng, sampling
+from metrics import METRICS, Evaluator
+from score_sde.checkpoint import save_generator
+from utils import files, rng, sampling
 
 METRICS_JSONL = "metrics.jsonl"
 BEST = "netG_best.pth"
@@ -118,9 +120,7 @@ class TrainingMetrics:
     are the real side when ``--real_img_dir`` is not given; it is only called if a metric needs one."""
 
     def __init__(self, args, folder, device, start_epoch, real_dataset, interruptible=contextlib.nullcontext):
-        from metrics import METRICS, Evaluator, parse_metric_names
-
-        names = parse_metric_names(args.metrics)
+        names = args.metrics
         real = args.real_img_dir
         if real is None and any(METRICS[name].needs_real for name in names):
             real = dataset_images(real_dataset(), args.metrics_samples)
@@ -160,7 +160,7 @@ class TrainingMetrics:
         record = {"epoch": epoch, "step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "seconds": round(time.perf_counter() - start, 3), **numbers, "checkpoint": checkpoint_name}
         if self.improves(numbers[self.key]):
-            checkpoint.save_generator(os.path.join(self.folder, BEST), generator, config, epoch=epoch,
+            save_generator(os.path.join(self.folder, BEST), generator, config, epoch=epoch,
                                       metric=self.key, value=numbers[self.key])
         self.records.append(record)
         self._append(record)
@@ -177,4 +177,4 @@ class TrainingMetrics:
         if not self.records and not os.path.exists(self.path):
             return
         text = "".join(json.dumps(record) + "\n" for record in self.records)
-        checkpoint.atomic_write(self.path, lambda f: f.write(text.encode()))
+        files.atomic_write_text(self.path, text)

@@ -1,34 +1,40 @@
-"""Command-line flags of train_ddgan.py that sampling does not have.
+"""Command-line flags of train_ddgan.py that sampling does not have, and what --resume does with each.
 
 Every training flag of the reference keeps its name and default (``--batch_size 128``,
 ``--lr_g 1.5e-4``, ``--r1_gamma 0.05``...).  The additions are documented in each help
-text: where runs are saved, the data loader, logging, metrics during training, the
-process-group port and device, and three switches for short runs
-(``--max_iters_per_epoch``, ``--stop_after_epoch``, ``--dry_run``).  Every number is
-checked finite and in range at parse time; ``resolve_train_flags`` fills the seed and holds the cross-flag rules.
-
-``RUN_FLAGS`` are the flags that define what a run computes; ``--resume`` takes them from
-the run itself (utils.run_folder), and refuses one given on the command line with another value.
+text: the data loader, logging, metrics during training, the process-group port, and three
+switches for short runs (``--max_iters_per_epoch``, ``--stop_after_epoch``, ``--dry_run``).  Every
+number is checked finite and in range at parse time; ``resolve_train_flags`` holds the cross-flag
+rules.  The flags both scripts share are utils.flags', datasets_prep's and metrics'.
 """
 
 import argparse
 
-from utils.argtypes import device, nonneg_float, nonneg_int, open_unit_float, port, positive_float, positive_int
+from score_sde.models.discriminator import check_batch_size
+from utils.argtypes import nonneg_float, nonneg_int, open_unit_float, port, positive_float, positive_int
+from utils.flags import add_batch_size
 
-DEFAULT_SEED = 1024
-STDDEV_GROUP = 4  # the discriminators' minibatch-stddev group size
+DEFAULT_SEED = 1024  # the reference's training seed
 DEFAULT_METRICS_EVERY = 10
 DEFAULT_METRICS_SAMPLES = 10_000
 
-# Flags fixed for the life of a run (besides the model flags, utils.flags.MODEL_KEYS).
-RUN_FLAGS = ("seed", "lr_g", "lr_d", "beta1", "beta2", "no_lr_decay", "use_ema", "ema_decay", "r1_gamma",
-             "lazy_reg", "stacked_digits_length", "lsun_subset", "metrics")
+# What --resume does with a flag, in one table.  "fixed": the run's, for its whole life; given with
+# another value, resuming is refused (the model flags, utils.flags.MODEL_KEYS, are fixed too).
+# "invocation": this command's own, never taken from the run.  Every other flag is taken from the run
+# unless given on the command line (--save_content, --metrics_every, --num_epoch...).
+RESUME = {
+    **dict.fromkeys(("seed", "lr_g", "lr_d", "beta1", "beta2", "no_lr_decay", "use_ema", "ema_decay", "r1_gamma",
+                     "lazy_reg", "stacked_digits_length", "lsun_subset", "metrics"), "fixed"),
+    **dict.fromkeys(("exp", "dataset", "save_dir", "resume", "dry_run", "stop_after_epoch", "max_iters_per_epoch",
+                     "local_rank", "node_rank", "master_address", "master_port", "join_timeout", "device",
+                     "num_process_per_node", "num_proc_node", "num_workers", "log_every"), "invocation"),
+}
 
 
 def add_optim_flags(parser):
     """Batch, epochs, Adam, learning-rate decay, EMA and R1: the reference's flags."""
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--batch_size", type=positive_int, default=128, help="images per process and step")
+    add_batch_size(g, 128, "images per process and step")
     g.add_argument("--num_epoch", type=positive_int, default=1200,
                    help="last epoch: epochs 0..num_epoch run, as in the reference.  With --resume it may "
                         "change: the cosine decay then continues from the rate reached and ends at the new "
@@ -50,14 +56,11 @@ def add_optim_flags(parser):
 def add_run_flags(parser):
     """Run folder, checkpoints, resuming, logging and short-run switches."""
     g = parser.add_argument_group("run folder and logging")
-    g.add_argument("--save_dir", default="./saved_info",
-                   help="root of the run folders: {save_dir}/dd_gan/{dataset}/{exp}/")
     g.add_argument("--resume", action="store_true",
                    help="continue from content.pth in the run folder, with the run's own training flags")
     g.add_argument("--save_content", action="store_true", help="write a resumable content.pth")
     g.add_argument("--save_content_every", type=positive_int, default=50, help="epochs between content.pth")
     g.add_argument("--save_ckpt_every", type=positive_int, default=25, help="epochs between netG_{epoch}.pth")
-    g.add_argument("--num_workers", type=nonneg_int, default=4, help="data-loader workers per process")
     g.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
                    help="write TensorBoard scalars to {run folder}/tb")
     g.add_argument("--log_every", type=positive_int, default=100, help="iterations between progress updates")
@@ -72,28 +75,18 @@ def add_run_flags(parser):
 
 
 def add_metric_flags(parser):
-    """Metrics of the generator while training (not in the reference; off by default)."""
+    """When and how much the generator is evaluated while training (--metrics names what: metrics.flags)."""
     g = parser.add_argument_group("metrics during training (rank 0; EMA weights with --use_ema)")
-    g.add_argument("--metrics", default="", metavar="NAMES",
-                   help="comma-separated metrics, e.g. fid,pr or modes (default: none); the first one "
-                        "decides which generator is kept as netG_best.pth")
     g.add_argument("--metrics_every", type=positive_int, default=DEFAULT_METRICS_EVERY, metavar="E",
                    help=f"epochs between evaluations (default {DEFAULT_METRICS_EVERY}; the last epoch too)")
     g.add_argument("--metrics_samples", type=positive_int, default=DEFAULT_METRICS_SAMPLES, metavar="N",
                    help=f"generated (and real) images per evaluation (default {DEFAULT_METRICS_SAMPLES})")
     g.add_argument("--metrics_batch_size", type=positive_int, default=200, help="sampling batch of an evaluation")
-    g.add_argument("--real_img_dir", default=None,
-                   help="real side of fid/pr: a folder of images, a samples .npy/.npz, or (fid only) a "
-                        "statistics .npz; default: --metrics_samples images of the data set")
-    g.add_argument("--inception_weights", default=None,
-                   help="pt_inception-2015-12-05-6726825d.pth (default: $DDGAN_INCEPTION_WEIGHTS, "
-                        "then the torch hub folder)")
-    g.add_argument("--mode_classifier", default=None, help="digit classifier of the modes metric (stackmnist)")
     return g
 
 
 def add_distributed_flags(parser):
-    """The reference's multi-process launch flags, plus port and device."""
+    """The reference's multi-process launch flags, plus the port and how long processes wait."""
     g = parser.add_argument_group("processes (torchrun's RANK/LOCAL_RANK/WORLD_SIZE take precedence)")
     g.add_argument("--num_proc_node", type=positive_int, default=1, help="number of nodes")
     g.add_argument("--num_process_per_node", type=positive_int, default=1,
@@ -107,9 +100,6 @@ def add_distributed_flags(parser):
     g.add_argument("--join_timeout", type=positive_int, default=1800, metavar="SECONDS",
                    help="how long the processes of a run wait for each other to start (default: 1800, as torch); "
                         "each node says whom it waits for")
-    g.add_argument("--device", type=device, default="auto",
-                   help="auto (CUDA when available), cpu, cuda or cuda:N; with cuda each process uses the GPU "
-                        "of its local rank (NCCL), cuda:N one process on GPU N; CPU processes meet through gloo")
     return g
 
 
@@ -123,15 +113,8 @@ def add_train_flags(parser):
 
 
 def resolve_train_flags(args):
-    """Fill the reference's training seed and check cross-flag rules; ValueError with the fix."""
-    if args.seed is None:
-        args.seed = DEFAULT_SEED
-    group = min(args.batch_size, STDDEV_GROUP)
-    if args.batch_size % group:
-        raise ValueError(
-            f"--batch_size {args.batch_size} (per process) must be below {STDDEV_GROUP} or a multiple of "
-            f"{STDDEV_GROUP}, the discriminator's minibatch-stddev group: use e.g. "
-            f"{args.batch_size - args.batch_size % STDDEV_GROUP}")
+    """Check the cross-flag rules; ValueError with the fix."""
+    check_batch_size(args.batch_size)
     if args.node_rank >= args.num_proc_node:
         raise ValueError(f"--node_rank {args.node_rank} must be below --num_proc_node {args.num_proc_node}")
     if args.device.index is not None and args.num_proc_node * args.num_process_per_node > 1:

@@ -1,10 +1,9 @@
-"""The DDGAN training loop: models, data, the iteration, the epoch and its logs.
+"""The DDGAN training loop: models, optimisers, the iteration, the epoch and the files it leaves.
 
-``prepare_run(args, explicit)`` checks everything that can be checked before processes
-start and locks the run folder; ``train(ctx, args)`` is what every process runs (see
-utils.distributed.launch).  The run folder and what --resume takes from it are
-utils.run_folder's; what content.pth holds is utils.checkpoint's; metrics while training
-are utils.train_metrics'.
+``train(ctx, args)`` is what every process runs (see utils.distributed.launch), after
+training.preflight has checked everything it could before the processes started.  The run
+folder and what --resume takes from it are training.run_folder's; what content.pth holds is
+training.content's; metrics while training are training.evaluation's.
 
 Run folder ``{save_dir}/dd_gan/{dataset}/{exp}/`` (the reference's layout): ``args.json``,
 ``sample_discrete_epoch_{e}.png`` every epoch (the sampler of test_ddgan.py, seeded with
@@ -19,6 +18,7 @@ with 128 + the signal number (130, 143, 129).
 """
 
 import contextlib
+import errno
 import os
 import sys
 import time
@@ -26,25 +26,27 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
 import datasets_prep
-from score_sde.models.discriminator import Discriminator_large, Discriminator_small
-from score_sde.models.ncsnpp_generator_adagn import NCSNpp
-from utils import checkpoint, diffusion, distributed, performance, rng, run_folder, signals
+from metrics import MetricError
+from score_sde.checkpoint import CONTENT_EMA, CONTENT_GENERATOR, save_generator, unwrap
+from score_sde.models import build_discriminator, build_generator
+from training import content, run_folder
+from training.data import make_loader
+from training.evaluation import TrainingMetrics
+from training.loss import DDGANLoss
+from utils import diffusion, distributed, files, performance, rng, signals
 from utils.distributed import all_reduce, barrier, print0
 from utils.ema import EMA
-from utils.flags import model_config, namespace
-from utils.loss import DDGANLoss
-from utils.rng import derived_seed, seed_everything
+from utils.flags import model_config
+from utils.rng import seed_everything
+from utils.sampling import Sampler, write_grid
 
 CONTENT = run_folder.CONTENT
-SMALL_D_MAX_SIZE = 64  # Discriminator_small up to 64 px, Discriminator_large above
-D_HALVINGS = {Discriminator_small: 3, Discriminator_large: 6}  # FIR downsamplings of each discriminator
 LR_MIN = 1e-5
+XPOS_EVERY = 10  # epochs between grids of the last fake x_t batch, as in the reference
 
 
 class TrainingError(Exception):
@@ -55,87 +57,13 @@ class TrainingError(Exception):
         self.code = code
 
 
-# ----------------------------------------------------------------------------- before processes start
-
-def discriminator_class(image_size):
-    return Discriminator_small if image_size <= SMALL_D_MAX_SIZE else Discriminator_large
-
-
-def check_image_size(args):
-    """The discriminator halves the image 3 (small) or 6 (large) times: it needs at least that many pixels."""
-    halvings = D_HALVINGS[discriminator_class(args.image_size)]
-    if args.image_size < 2**halvings:
-        raise ValueError(f"--image_size {args.image_size} is too small for the discriminator, which halves "
-                         f"the image {halvings} times: use --image_size {2**halvings} or more")
-
-
-def check_data_shape(args, dataset):
-    """The data set's images fit the model flags and give each process at least one batch."""
-    image = dataset[0][0]
-    expected = (args.num_channels, args.image_size, args.image_size)
-    if tuple(image.shape) != expected:
-        raise ValueError(f"--dataset {args.dataset} gives images of shape {tuple(image.shape)} but the "
-                         f"model expects {expected}: fix --num_channels/--image_size")
-    per_process = len(dataset) // distributed.planned_world_size(args)
-    if per_process < args.batch_size:
-        raise ValueError(f"the data set has {len(dataset)} images, {per_process} per process: fewer than "
-                         f"one --batch_size {args.batch_size}; lower --batch_size or add data")
-
-
-def check_metrics(args):
-    """Metric names and the real side's path (the rest is prepared on rank 0 before the first iteration)."""
-    if not args.metrics:
-        return
-    from metrics import METRICS, parse_metric_names
-    from metrics.registry import Options, check_count
-    from utils.train_metrics import check_run_files
-
-    names = parse_metric_names(args.metrics)
-    check_count([METRICS[name] for name in names], args.metrics_samples, Options(), "--metrics_samples")
-    check_run_files(run_folder.run_dir(args), args.resume and not args.dry_run)
-    if args.real_img_dir is not None and not os.path.exists(args.real_img_dir):
-        raise ValueError(f"--real_img_dir {args.real_img_dir} does not exist: pass a folder of images, a "
-                         "samples .npz or a statistics .npz")
-
-
-def prepare_run(args, explicit=()):
-    """Every check possible before processes start; ValueError (incl. DataError) with the fix.
-
-    With --resume the run's own flags are taken into ``args`` first.  Returns the RunLock of
-    the run folder (held by this process until it ends), or None for a dry run or a process
-    that is not the run's first.
-    """
-    folder = run_folder.run_dir(args)
-    if args.resume and not args.dry_run:
-        run_folder.check_resumable(folder)
-        content = checkpoint.load_content(os.path.join(folder, CONTENT), mmap=True)
-        run_folder.resume_flags(args, set(explicit), content)
-        run_folder.check_left_to_do(folder, args, content)
-    check_image_size(args)
-    distributed.check_devices(args)
-    distributed.check_port(args)
-    check_metrics(args)
-    datasets_prep.check_data(args)
-    check_data_shape(args, datasets_prep.get_dataset(args, train=True))
-    if args.dry_run:
-        return None
-    run_folder.check_writable(folder)
-    run_folder.check_not_inside_data(folder, args)
-    if args.node_rank != 0 or int(os.environ.get("RANK", 0)) != 0:
-        return None
-    return run_folder.RunLock(folder).acquire(check=None if args.resume else lambda: run_folder.check_fresh(folder))
-
-
 # ----------------------------------------------------------------------------- building
 
-def build_models(args, device):
-    """(G, D): NCSNpp, then the discriminator for the image size (small up to 64 px, large above).
-
-    Built in this order right after seeding, they are the reference's initial weights."""
-    netG = NCSNpp(namespace(model_config(args))).to(device)
-    disc = discriminator_class(args.image_size)
-    netD = disc(nc=2 * args.num_channels, ngf=args.ngf, t_emb_dim=args.t_emb_dim, act=nn.LeakyReLU(0.2))
-    return netG, netD.to(device)
+def build_models(config, device):
+    """(G, D) of ``config`` on ``device``; built in this order right after seeding, they are the
+    reference's initial weights."""
+    netG = build_generator(config).to(device)
+    return netG, build_discriminator(config).to(device)
 
 
 def build_optimizers(args, netG, netD):
@@ -163,58 +91,27 @@ def wrap_ddp(model, ctx):
     return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
 
 
-class EpochSampler(DistributedSampler):
-    """DistributedSampler that can begin an epoch part-way through (resuming an interrupted one)."""
-
-    def __init__(self, dataset, num_replicas, rank, seed):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
-                         drop_last=True)
-        self.start = 0
-
-    def set_epoch(self, epoch, start=0):
-        """Shuffle for ``epoch`` and skip its first ``start`` samples of this rank."""
-        super().set_epoch(epoch)
-        self.start = start
-
-    def __iter__(self):
-        return iter(list(super().__iter__())[self.start:])
-
-    def __len__(self):
-        return self.num_samples - self.start
+@contextlib.contextmanager
+def _evaluating(model):
+    """Within: ``model`` in eval mode; its mode comes back after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
-class SeededItems(Dataset):
-    """``dataset`` whose item ``i`` of epoch ``e`` is drawn under its own seed (run seed, e, i): its
-    random augmentation (the flips, torch's RNG) is the same whichever process or loader worker
-    reads it, so a run resumed mid-epoch with any --num_workers sees the batches it would have."""
-
-    def __init__(self, dataset, seed):
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derived_seed(self.seed, self.epoch, index))
-            return self.dataset[index]
-
-
-def make_loader(args, ctx, dataset):
-    """Batches of this rank's share (``set_epoch`` on both before each epoch).  Workers are started
-    anew each epoch, ignore stop signals (utils.signals), and draw nothing from the global RNG."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if args.num_workers > cores:
-        print0(ctx, f"note: --num_workers {args.num_workers} loader processes on {cores} CPU cores; fewer may "
-                    "load faster", file=sys.stderr)
-    # torch says so again at every epoch's start, when its workers are started anew
-    warnings.filterwarnings("ignore", "This DataLoader will create", UserWarning)
-    sampler = EpochSampler(dataset, ctx.world_size, ctx.rank, args.seed)
-    items = SeededItems(dataset, args.seed)
-    loader = signals.DataLoader(items, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
-                                pin_memory=ctx.device.type == "cuda", drop_last=True,
-                                generator=torch.Generator().manual_seed(args.seed))
-    return loader, sampler, items
+@contextlib.contextmanager
+def disk_errors(what):
+    """Turn a failed write into one line: a full disk says so, and that the last files are intact."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(err.errno, f"disk full while writing {what}; every file written before is intact "
+                                     "(writes are atomic): free space, then --resume") from None
+        raise OSError(err.errno, f"cannot write {what} ({err.strerror}): check the folder, then --resume") from None
 
 
 def set_requires_grad(model, flag):
@@ -231,7 +128,7 @@ class Trainer:
         self.ctx, self.args = ctx, args
         self.folder = run_folder.run_dir(args)
         self.config = model_config(args)
-        netG, netD = build_models(args, ctx.device)
+        netG, netD = build_models(self.config, ctx.device)
         for net in (netG, netD):
             performance.prepare_model(net, args.channels_last)
         self.optG, self.optD, self.schedG, self.schedD = build_optimizers(args, netG, netD)
@@ -249,16 +146,25 @@ class Trainer:
         self.abandoned = None  # the epoch whose evaluation a stop signal broke off
         self.stop = signals.StopRequest() if stop is None else stop  # entered by the caller
         self.writer = None
-        self.files = run_folder.EpochFiles(self.folder, args, self.config, ctx.device) if ctx.is_main else None
+        self.evaluation = None  # rank 0's training.evaluation.TrainingMetrics with --metrics
         self.last = {}
 
     @property
     def generator(self):
-        return checkpoint.unwrap(self.netG)
+        return unwrap(self.netG)
 
     @property
     def discriminator(self):
-        return checkpoint.unwrap(self.netD)
+        return unwrap(self.netD)
+
+    def parts(self):
+        """The stateful parts content.pth holds (training.content.STATE_KEYS), None where the run has none."""
+        return {CONTENT_GENERATOR: self.generator, "netD_dict": self.discriminator, "optimizerG": self.optG,
+                "optimizerD": self.optD, "schedulerG": self.schedG, "schedulerD": self.schedD, CONTENT_EMA: self.ema,
+                "scaler": self.scaler}
+
+    def counters(self):
+        return {"epoch": self.epoch, "iteration": self.iteration, "global_step": self.global_step}
 
     # -------------------------------------------------------------- one iteration
 
@@ -353,14 +259,17 @@ class Trainer:
 
     def save_content(self):
         """content.pth (collective); written by rank 0."""
-        with run_folder.disk_errors(CONTENT):
-            checkpoint.save_training(os.path.join(self.folder, CONTENT), self, self.ctx, self.args, self.config)
+        with disk_errors(CONTENT):
+            content.save_training(os.path.join(self.folder, CONTENT), self.parts(), self.counters(), self.ctx,
+                                  self.args, self.config)
         self.saved_at = (self.epoch, self.iteration)
 
     def resume(self):
         """content.pth: weights, optimisers, schedulers, EMA, counters and this process's RNG."""
-        content = checkpoint.resume_training(os.path.join(self.folder, CONTENT), self, self.ctx, self.args)
-        if content["args"]["num_epoch"] != self.args.num_epoch:
+        saved, counters = content.resume_training(os.path.join(self.folder, CONTENT), self.parts(), self.ctx,
+                                                  self.args)
+        self.epoch, self.iteration, self.global_step = (counters[key] for key in content.COUNTERS)
+        if saved["args"]["num_epoch"] != self.args.num_epoch:
             retarget_schedules((self.schedG, self.schedD), self.args.num_epoch)
         self.saved_at = (self.epoch, self.iteration)
         print0(self.ctx, f"resumed {self.folder} at epoch {self.epoch}, iteration {self.iteration}, "
@@ -373,17 +282,39 @@ class Trainer:
         return self.ema.swapped(self.generator)
 
     def write_epoch_files(self, epoch, parts=None):
-        """Rank 0: the epoch's grids, netG_{epoch}.pth and metrics (see run_folder.EpochFiles)."""
+        """Rank 0: the epoch's grids, netG_{epoch}.pth and evaluation (``parts``: which of those; default:
+        everything due, training.run_folder.epoch_files_due); the generator in eval mode, as saved."""
+        parts = run_folder.epoch_files_due(self.args, epoch) if parts is None else parts
+        if epoch % XPOS_EVERY == 0 and "x_pos" in self.last:
+            with disk_errors("the x_pos grid"):
+                write_grid(self.last["x_pos"], os.path.join(self.folder, f"xpos_epoch_{epoch}.png"))
         try:
-            with self.saved_generator() as generator:
-                record = self.files.write(epoch, self.global_step, generator, self.last.get("x_pos"), parts)
+            with self.saved_generator() as generator, _evaluating(generator):
+                if "grid" in parts:
+                    self.write_grid(generator, epoch)
+                if "generator" in parts:
+                    with disk_errors(run_folder.generator_name(epoch)):
+                        save_generator(os.path.join(self.folder, run_folder.generator_name(epoch)), generator,
+                                       self.config, epoch=epoch)
+                if "metrics" in parts and self.evaluation is not None:
+                    self.evaluate(generator, epoch)
         except signals.Abandoned:  # said by ``interrupted``, which follows
             self.abandoned = epoch
-            return
-        if record is not None:
-            numbers = {key: value for key, value in record.items() if key in self.files.metrics.keys}
-            self.add_scalars({f"metrics/{key}": value for key, value in numbers.items()})
-            print0(self.ctx, f"epoch {epoch}: " + ", ".join(f"{key} {value:.4g}" for key, value in numbers.items()))
+
+    def write_grid(self, generator, epoch):
+        """test_ddgan.py's seeded grid of ``generator`` (--seed, --batch_size images), the training RNG untouched."""
+        sampler = Sampler(generator, self.config, self.ctx.device)
+        with rng.untouched(self.ctx.device), disk_errors("the sample grid"):
+            torch.manual_seed(self.args.seed)
+            write_grid(sampler(self.args.batch_size), os.path.join(self.folder, run_folder.grid_name(epoch)))
+
+    def evaluate(self, generator, epoch):
+        """The evaluation of ``epoch``: a metrics.jsonl line, TensorBoard scalars, a line on stdout."""
+        name = run_folder.generator_name(epoch) if run_folder.generator_due(self.args, epoch) else None
+        record = self.evaluation.evaluate(generator, self.config, epoch, self.global_step, name)
+        numbers = {key: value for key, value in record.items() if key in self.evaluation.keys}
+        self.add_scalars({f"metrics/{key}": value for key, value in numbers.items()})
+        print0(self.ctx, f"epoch {epoch}: " + ", ".join(f"{key} {value:.4g}" for key, value in numbers.items()))
 
     def finish_stopped_epoch(self):
         """After --resume at the start of an epoch: the previous epoch's files that its run did not
@@ -481,11 +412,9 @@ def prepare_metrics(trainer):
     learns whether that worked, so that all stop together if it did not."""
     message = None
     if trainer.ctx.is_main and trainer.args.metrics:
-        from metrics import MetricError
-
         try:
             with rng.untouched(trainer.ctx.device):  # building networks draws; a resumed run must not
-                trainer.files.metrics = run_metrics(trainer)
+                trainer.evaluation = run_metrics(trainer)
         except (MetricError, OSError, ValueError) as err:
             message = str(err).strip().splitlines()[-1]
     failed = all_reduce(torch.full((1,), float(message is not None), device=trainer.ctx.device), trainer.ctx)
@@ -494,17 +423,9 @@ def prepare_metrics(trainer):
 
 
 def run_metrics(trainer):
-    from utils.train_metrics import TrainingMetrics
-
     args = trainer.args
     return TrainingMetrics(args, trainer.folder, trainer.ctx.device, trainer.epoch,
                            lambda: datasets_prep.get_dataset(args, train=False), trainer.stop.abandoning)
-
-
-def os_error_line(err):
-    """One line for an OSError: its message, and the file it concerns."""
-    message = err.strerror or str(err)
-    return f"{message}: {err.filename}" if err.filename else message
 
 
 def train(ctx, args):
@@ -529,7 +450,7 @@ def train(ctx, args):
             trainer.finish_stopped_epoch()
             trainer.fit()
     except OSError as err:
-        print0(ctx, f"error: {os_error_line(err)}", file=sys.stderr)
+        print0(ctx, f"error: {files.os_error_line(err)}", file=sys.stderr)
         raise SystemExit(1) from None
     except TrainingError as err:
         print0(ctx, f"error: {err}" if err.code == 1 else str(err), file=sys.stderr)

@@ -5,7 +5,7 @@ key carries DDP's ``module.`` prefix (it drops the first 7 characters of each ke
 model given by its command-line flags.  This project's ``netG_{epoch}.pth`` holds the same
 weights, in the same key layout, under ``state_dict`` beside the model configuration.
 
-    python -m utils.export_reference saved_info/dd_gan/cifar10/exp/netG_1200.pth [OUT.pth]
+    python -m score_sde.export_reference saved_info/dd_gan/cifar10/exp/netG_1200.pth [OUT.pth]
 
 writes OUT.pth (default: ``netG_1200_reference.pth`` beside it) in the reference's layout, and
 OUT.json with the configuration and the flags that describe the model to the reference's
@@ -15,8 +15,8 @@ scripts, which the command also prints.  The original file is left as it is.
 import json
 import os
 
-from score_sde import legacy
-from utils import checkpoint, outputs
+from score_sde import checkpoint, legacy
+from utils import files
 from utils.argtypes import ArgumentParser
 from utils.flags import MODEL_KEYS, add_model_flags
 
@@ -74,26 +74,24 @@ def export(path, output):
     sidecar = os.path.splitext(output)[0] + ".json"
     for target in (output, sidecar):
         if os.path.realpath(target) == os.path.realpath(path):
-            raise outputs.OutputError(f"{target} is the checkpoint being exported: give another output name")
-        outputs.check_output_file(target, "the exported file")
+            raise files.OutputError(f"{target} is the checkpoint being exported: give another output name")
+        files.check_output_file(target, "the exported file")
     flags, inexpressible = reference_flags(config)
-    checkpoint.atomic_save(reference_payload(state_dict), output)
+    files.atomic_save(reference_payload(state_dict), output)
     text = json.dumps({"source": os.path.abspath(path), "config": config, "reference_flags": flags}, indent=2)
-    checkpoint.atomic_write(sidecar, lambda f: f.write((text + "\n").encode()))
+    files.atomic_write_text(sidecar, text + "\n")
     return flags, inexpressible
 
 
 def main(argv=None):
-    parser = ArgumentParser(prog="python -m utils.export_reference",
+    parser = ArgumentParser(prog="python -m score_sde.export_reference",
                             description="Write a generator file in the reference's layout (flat, 'module.' keys).")
     parser.add_argument("checkpoint", help="a generator file of this project (netG_*.pth)")
     parser.add_argument("output", nargs="?", help="the file to write (default: CHECKPOINT's name + _reference.pth)")
     args = parser.parse_args(argv)
     output = args.output or default_output(args.checkpoint)
-    try:
+    with files.user_errors(parser.prog):
         flags, inexpressible = export(args.checkpoint, output)
-    except (checkpoint.CheckpointError, outputs.OutputError, OSError) as err:
-        raise SystemExit(f"{parser.prog}: error: {err}") from None
     print(f"wrote {output} (the reference's layout) and its configuration "
           f"{os.path.splitext(output)[0]}.json; the reference's test_ddgan.py reads it with the model flags: {flags}")
     if inexpressible:
