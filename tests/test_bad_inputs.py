@@ -525,7 +525,7 @@ METRIC_CASES = [
          "x.npy does not exist: give a .npy/.npz sample array", 1),
     Case("metric-modes-samples-image-folder", MODES, in_scratch("--samples", "real", setup=pngs("real")),
          "real is a folder without samples.npz: give a .npy/.npz sample array", 1),
-    # sample arrays: one rule for the value range (pytorch_fid.data.pixel_range), in every command
+    # sample arrays: one rule for the value range (metrics.images.pixel_range), in every command
     *[Case(f"{name}-{kind}-array", command, in_scratch(*flags, "x.npy", *more, setup=on(arrays("x.npy", array),
                                                                                           pngs("real"))),
            message, 1)

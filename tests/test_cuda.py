@@ -380,7 +380,7 @@ def fast_outputs(G, D, inputs, device, path):
     x_t = x["x_t"].detach().clone().requires_grad_(path != "compile")
     with torch.set_grad_enabled(path != "compile"), performance.autocast(amp, device):
         values = {"G": G(x["x_tp1"], x["t"], x["z"]).float(), "D": D(x_t, x["t"], x["x_tp1"]).view(-1).float()}
-    if path != "compile":  # as training takes it: with fp16, R1 steps run D in fp32 (utils/loss.py)
+    if path != "compile":  # as training takes it: with fp16, R1 steps run D in fp32 (training/loss.py)
         logits = values["D"] if amp != "fp16" else D(x_t, x["t"], x["x_tp1"]).view(-1).float()
         values["R1"] = r1_penalty(logits, x_t)
     return {key: value.detach().cpu() for key, value in values.items()}

@@ -2,7 +2,7 @@
 
 Each ``accumulate_*`` method draws its own randomness (in the reference's order),
 computes one loss and back-propagates it; the caller owns ``zero_grad``, the
-``requires_grad`` switches and the optimizer steps (see ``utils.training.train_step``).
+``requires_grad`` switches and the optimizer steps (see ``training.trainer.Trainer.train_step``).
 
 Shapes: ``real`` (B, C, H, W) in [-1, 1]; ``t`` (B,) int64 in [0, T); logits (B,).
 """
