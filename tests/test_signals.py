@@ -171,3 +171,29 @@ def test_data_items_do_not_depend_on_the_worker_that_reads_them(workers):
     epoch_3 = torch.cat(list(loader(workers)))
     items.epoch = 4
     assert not torch.equal(torch.cat(list(loader(workers))), epoch_3)  # another epoch, other flips
+
+
+RESOURCE_TRACKER_PROBE = """
+import os, signal, sys, time
+from multiprocessing import resource_tracker
+from utils import signals
+if sys.argv[1] == "shielded":
+    signals.start_resource_tracker()
+else:
+    resource_tracker.ensure_running()
+tracker = resource_tracker._resource_tracker._pid
+signal.signal(signal.SIGHUP, lambda *_: None)
+os.killpg(os.getpgrp(), signal.SIGHUP)
+time.sleep(0.5)
+print("alive" if os.waitpid(tracker, os.WNOHANG) == (0, 0) else "killed")
+"""
+
+
+@pytest.mark.parametrize("how", ["shielded", "plain"])
+def test_the_resource_tracker_outlives_a_sighup_to_the_group(how):
+    """multiprocessing's resource tracker ignores SIGINT and SIGTERM but not SIGHUP; started by
+    signals.start_resource_tracker (as the launcher does before spawning ranks) it outlives a SIGHUP
+    to the group, where a plain start dies (its owner would then warn, and its successor print tracebacks)."""
+    probe = start_command("-c", RESOURCE_TRACKER_PROBE, how, cwd=REPO)
+    result = finish(probe, timeout=60)
+    assert result.stdout.strip() == ("alive" if how == "shielded" else "killed"), result.stderr
