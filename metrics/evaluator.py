@@ -61,6 +61,12 @@ def open_real(real, metrics):
     return open_images(real)
 
 
+def open_samples(path):
+    """The samples at ``path``, opened and checked without a network: (mu, sigma) of a statistics .npz,
+    else a Dataset of the images (a folder's samples.npz when it has one, a folder, a .npy/.npz array)."""
+    return load_statistics(path) if is_stats_file(path) else open_images(sample_source(path))
+
+
 class SampleViews:
     """What the metrics read of one sample set, each computed once, when first read: Inception
     ``features`` (N, 2048) and ``logits`` (N, 1008) in one pass, stacked-digit ``mode_ids`` (N,)."""
@@ -179,9 +185,13 @@ class Evaluator:
         """Scores of the samples at ``path``: a folder (its samples.npz when it has one), a .npy/.npz array,
         or (FID alone) a statistics .npz."""
         with metric_errors():
-            if is_stats_file(path):
-                return self.fid_of_statistics(*load_statistics(path))
-            return self.evaluate(open_images(sample_source(path)))
+            return self.evaluate_samples(open_samples(path))
+
+    def evaluate_samples(self, samples):
+        """Scores of samples as ``open_samples`` gives them: (mu, sigma) (FID alone) or a Dataset."""
+        if isinstance(samples, tuple):
+            return self.fid_of_statistics(*samples)
+        return self.evaluate(samples)
 
     def fid_of_statistics(self, mu, sigma):
         """{"fid": ...} of samples given by their statistics (the FID command line's two-statistics case)."""

@@ -13,7 +13,8 @@ command line goes through ``metrics.Evaluator``, and the numbers are computed in
 from torch.utils.data import Dataset
 
 from metrics import Evaluator
-from metrics.images import IMAGE_EXTENSIONS, ImagePathDataset, image_to_tensor, map_batches, open_images, sample_source
+from metrics.evaluator import open_samples
+from metrics.images import IMAGE_EXTENSIONS, ImagePathDataset, image_to_tensor, map_batches, open_images
 from metrics.inception import InceptionV3, pooled
 from metrics.scores import (
     activation_statistics,
@@ -60,13 +61,13 @@ def compute_statistics_of_path(path, model, batch_size, dims, device, num_worker
     return calculate_activation_statistics(open_images(path), model, batch_size, dims, device, num_workers)
 
 
-def check_statistics_source(path):
-    """Open ``path`` as FID will read it, without a network: a statistics file is loaded (and checked),
-    images are counted (FID needs 2)."""
-    if is_stats_file(path):
-        load_statistics(path)
-    elif len(images := open_images(sample_source(path))) < 2:
-        raise ValueError(f"FID statistics need at least 2 images, {path} has {len(images)}")
+def _open_checked(path):
+    """The samples at ``path`` as FID reads them (``metrics.evaluator.open_samples``), checked without a
+    network: statistics loaded, images counted (FID needs 2)."""
+    samples = open_samples(path)
+    if not isinstance(samples, tuple) and len(samples) < 2:
+        raise ValueError(f"FID statistics need at least 2 images, {path} has {len(samples)}")
+    return samples
 
 
 def _evaluator(real, batch_size, device, dims, num_workers, weights, random_weights, statistics_only=False):
@@ -79,10 +80,10 @@ def calculate_fid_given_paths(paths, batch_size, device, dims, num_workers=1, we
     """FID between two paths (folders, sample arrays or statistics files), in pytorch-fid's order.
 
     Both are checked before any network runs; no network is built when both are statistics."""
-    check_statistics_source(paths[0])  # before the second path's real-side statistics are computed
+    samples = _open_checked(paths[0])  # before the second path's real-side statistics are computed
     evaluator = _evaluator(paths[1], batch_size, device, dims, num_workers, weights, random_weights,
-                           statistics_only=is_stats_file(paths[0]))
-    return evaluator.evaluate_path(paths[0])["fid"]
+                           statistics_only=isinstance(samples, tuple))
+    return evaluator.evaluate_samples(samples)["fid"]
 
 
 def save_fid_stats(paths, batch_size, device, dims, num_workers=1, weights=None, random_weights=False):
