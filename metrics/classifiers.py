@@ -319,13 +319,6 @@ def read_modes(reader, images):
     return sum(digits[:, channel] * weight for channel, weight in enumerate(MODE_WEIGHTS))
 
 
-def classify_stacked(images, reader=None, batch_size=500):
-    """Mode ids in [0, 1000) of stacked images (any layout as_images takes); default: the digits reader."""
-    if reader is None:
-        reader = StackedReader(digits_classifier()[0], DIGITS_SIDE)
-    return torch.cat([read_modes(reader, chunk) for chunk in as_images(images).split(batch_size)])
-
-
 def reader_for(dataset, classifier_path=None):
     """The StackedReader and its classifier's accuracy (None if unknown) for a data set."""
     if dataset == "stacked_digits":

@@ -60,14 +60,19 @@ def test_classifier_accuracy_on_unseen_digits(classifier_path):
     assert classifiers.accuracy(model, images[:, None], labels) == pytest.approx(accuracy)
 
 
+def modes_of(images, reader):
+    """Mode ids of stacked images in any layout ``as_images`` takes, read by ``reader``."""
+    return classifiers.read_modes(reader, classifiers.as_images(images))
+
+
 def test_real_stacked_digits_are_read(classifier_path):
     reader = classifiers.StackedReader(classifiers.load_classifier(classifier_path, 8)[0], 8)
     images, labels = stacked_batch(400)
-    ids = classifiers.classify_stacked(images, reader)
+    ids = modes_of(images, reader)
     assert ids.min() >= 0 and ids.max() < 1000
     assert (ids == labels).float().mean() >= MIN_STACK_ACCURACY
     as_uint8_nhwc = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    assert (classifiers.classify_stacked(as_uint8_nhwc, reader) == ids).float().mean() > 0.97
+    assert (modes_of(as_uint8_nhwc, reader) == ids).float().mean() > 0.97
 
 
 def test_evaluate_real_data_covers_the_modes(classifier_path):
@@ -114,9 +119,9 @@ def test_stackmnist_with_trained_and_exported_classifiers(mnist_root, tmp_path):
     dataset = StackedMNIST(str(mnist_root), 32, train=False)
     images = torch.stack([dataset[i][0] for i in range(60)])
     labels = torch.tensor([dataset[i][1] for i in range(60)])
-    ids = classifiers.classify_stacked(images, classifiers.reader_for("stackmnist", ours)[0])
+    ids = modes_of(images, classifiers.reader_for("stackmnist", ours)[0])
     assert (ids == labels).float().mean() > 0.5
-    assert torch.equal(classifiers.classify_stacked(images, classifiers.reader_for("stackmnist", scripted)[0]), ids)
+    assert torch.equal(modes_of(images, classifiers.reader_for("stackmnist", scripted)[0]), ids)
     assert mc.evaluate_mode_coverage(images, "stackmnist", scripted)["classifier_accuracy"] is None
 
 
@@ -144,7 +149,7 @@ def test_non_finite_samples_are_refused():
     images = np.zeros((2, 3, 8, 8), np.float32)
     images[1, 0, 0, 0] = np.nan
     with pytest.raises(MetricError, match="NaN or inf"):
-        classifiers.classify_stacked(images, reader=lambda x: pytest.fail("classified NaN images"))
+        modes_of(images, lambda x: pytest.fail("classified NaN images"))
 
 
 def test_classifier_cache_that_cannot_be_written(tmp_path, monkeypatch):
