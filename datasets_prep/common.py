@@ -22,7 +22,7 @@ _NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_
 def image_transform(size, crop=False, flip=False):
     """PIL image -> float tensor (3, size, size) in [-1, 1]: resize the shorter side to ``size``,
     optionally centre-crop to a square and flip left-right at random (torch's global RNG)."""
-    from torchvision import transforms  # here: importing torchvision adds 1.3 s to every command's start
+    from torchvision import transforms  # here, as in utils.sampling: importing torchvision slows every command's start
 
     steps = [transforms.Resize(size)]
     if crop:

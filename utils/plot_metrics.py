@@ -94,7 +94,6 @@ def output_path(output, records_file):
     cannot write, or a path that is the records file or cannot be written."""
     from matplotlib.figure import Figure
 
-
     if not output or output.endswith(os.sep) or os.path.isdir(output):
         folder = output or os.path.dirname(records_file)
         output = os.path.join(folder, DEFAULT_OUTPUT)
